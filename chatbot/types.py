@@ -1,0 +1,99 @@
+"""Typed records passed between the pipeline stages.
+
+Every offset is a character offset (Python ``str`` index) into the *original*
+decoded text of a corpus file, so ``original_text[start:end]`` is always the
+cited text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Document:
+    """One corpus file after loading.
+
+    ``text`` is the whole original file; ``segments`` are the ``(start, end)``
+    spans of it that are content (boilerplate removed), in order and disjoint.
+    Chunks never cross the gap between two segments.
+    """
+
+    source: str
+    title: str
+    lang: str
+    text: str
+    segments: tuple[tuple[int, int], ...]
+    metadata: dict = field(default_factory=dict)
+
+    def content(self) -> str:
+        """Kept text only, segments joined by blank lines (for display and hashing)."""
+        return "\n\n".join(self.text[s:e] for s, e in self.segments)
+
+
+@dataclass
+class Passage:
+    """A chunk of a document, optionally with a retrieval score."""
+
+    text: str
+    source: str
+    title: str
+    start: int
+    end: int
+    score: float = 0.0
+    lang: str = "en"
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("text", "score", "source", "title", "start", "end")}
+
+
+@dataclass(frozen=True)
+class Span:
+    """An answer span found by the reader in one passage.
+
+    ``start``/``end`` index into the passage text; ``score`` is a probability
+    in [0, 1] that is comparable across passages.
+    """
+
+    text: str
+    score: float
+    passage_index: int
+    start: int
+    end: int
+
+
+@dataclass
+class Citation:
+    source: str
+    title: str
+    start: int
+    end: int
+    text: str
+    answer_start: int | None = None
+    answer_end: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    """The chatbot's reply: a short answer (or ``None``) with its evidence."""
+
+    question: str
+    searched_for: str
+    text: str | None
+    score: float
+    citations: list[Citation] = field(default_factory=list)
+    alternatives: list[Span] = field(default_factory=list)
+    latency_ms: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "searched_for": self.searched_for,
+            "answer": self.text,
+            "score": self.score,
+            "citations": [c.to_dict() for c in self.citations],
+            "latency_ms": self.latency_ms,
+        }
