@@ -1,0 +1,50 @@
+"""All settings in one place, with defaults that work offline.
+
+Paths are relative to the current directory (``corpus``, ``index``) or to the
+installed package (the shipped reader), never to a particular machine.
+Environment variables ``CHATBOT_*`` override the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SHIPPED_READER_DIR = PACKAGE_DIR / "models" / "reader"
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class ChunkingSettings:
+    max_chars: int = 600
+    overlap_sentences: int = 1
+
+    def as_dict(self) -> dict:
+        return {"max_chars": self.max_chars, "overlap_sentences": self.overlap_sentences}
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("index")
+    embedder: str = DEFAULT_EMBEDDER
+    reader: str = str(SHIPPED_READER_DIR)
+    chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
+    top_k: int = 5
+    max_question_chars: int = 1000
+    threads: int = 2
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        env = os.environ
+        return cls().with_(
+            corpus_dir=Path(env["CHATBOT_CORPUS"]) if "CHATBOT_CORPUS" in env else None,
+            index_dir=Path(env["CHATBOT_INDEX"]) if "CHATBOT_INDEX" in env else None,
+            embedder=env.get("CHATBOT_EMBEDDER"),
+            reader=env.get("CHATBOT_READER"),
+        )
