@@ -18,7 +18,7 @@ DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 
 @dataclass(frozen=True)
 class ChunkingSettings:
-    max_chars: int = 600
+    max_chars: int = 500
     overlap_sentences: int = 1
 
     def as_dict(self) -> dict:

@@ -1,0 +1,293 @@
+"""Load corpus files into :class:`Document` records with boilerplate removed.
+
+Boilerplate is never cut out of the text: ``Document.text`` is the whole
+decoded file and ``Document.segments`` lists the spans that are content, so
+every citation can point back into the original.  Removal works line by line
+with generic rules (navigation labels, comment forms, "See also" links,
+reading-time lines, repeated headlines, teaser headlines above the title).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatbot.types import Document
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 20 * 1024 * 1024
+TEXT_SUFFIXES = (".txt", ".md")
+METADATA_FILE = "metadata.json"
+# Share of control bytes (other than tab/newline/CR/FF/VT/ESC) above which a file is binary.
+MAX_CONTROL_RATIO = 0.05
+TITLE_MAX_CHARS = 100
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A corpus file that was not loaded, and why (shown to the operator)."""
+
+    source: str
+    reason: str
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of the file's raw bytes, for the index manifest."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_corpus(corpus_dir: str | Path) -> tuple[list[Document], list[SkippedFile]]:
+    """Load every ``.txt``/``.md`` file directly in ``corpus_dir``, sorted by name.
+
+    Never raises for a single bad file: it is reported in the second list
+    (and logged) instead.  ``metadata.json``, when present, supplies title,
+    language and the other metadata fields per file name.
+    """
+    corpus_dir = Path(corpus_dir)
+    skipped: list[SkippedFile] = []
+    metadata = _read_metadata(corpus_dir / METADATA_FILE, skipped)
+    docs: list[Document] = []
+    for path in sorted(corpus_dir.iterdir(), key=lambda p: p.name):
+        if path.name.startswith(".") or not path.is_file() or path.suffix.lower() not in TEXT_SUFFIXES:
+            continue
+        doc, reason = _load_file(path, metadata.get(path.name) or {})
+        if doc is None:
+            log.warning("skipping corpus file %s: %s", path.name, reason)
+            skipped.append(SkippedFile(path.name, reason))
+        else:
+            docs.append(doc)
+    return docs, skipped
+
+
+def _read_metadata(path: Path, skipped: list[SkippedFile]) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        if not isinstance(data, dict):
+            raise ValueError("top level is not an object")
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s", path.name, exc)
+        skipped.append(SkippedFile(path.name, f"invalid metadata file: {exc}"))
+        return {}
+    return {name: entry for name, entry in data.items() if isinstance(entry, dict)}
+
+
+def _load_file(path: Path, meta: dict) -> tuple[Document | None, str]:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, f"too large ({size} bytes > {MAX_FILE_BYTES})"
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"unreadable: {exc}"
+    text, reason = decode_text(data)
+    if text is None:
+        return None, reason
+    if not text.strip():
+        return None, "empty"
+    title_hint = meta.get("title") if isinstance(meta.get("title"), str) else None
+    segments = find_segments(text, title_hint)
+    if not segments:
+        return None, "no content left after boilerplate removal"
+    title = title_hint or derive_title(text, segments)
+    lang = meta.get("language") if meta.get("language") in ("en", "ru") else detect_language(
+        " ".join(text[s:e] for s, e in segments)
+    )
+    extra = {k: v for k, v in meta.items() if k not in ("title", "language")}
+    extra["sha256"] = hashlib.sha256(data).hexdigest()
+    return Document(path.name, title, lang, text, tuple(segments), extra), ""
+
+
+# ---------------------------------------------------------------- decoding
+
+_CYRILLIC = re.compile(r"[\u0400-\u04FF]")
+
+
+def decode_text(data: bytes) -> tuple[str | None, str]:
+    """Decode file bytes; return ``(text, "")`` or ``(None, reason)``.
+
+    UTF-8 (BOM stripped) or UTF-16 with a BOM; otherwise cp1251, accepted
+    only when the result looks like Russian text, because any byte string
+    decodes "successfully" as a single-byte code page.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), ""
+        except UnicodeDecodeError:
+            return None, "invalid UTF-16"
+    sample = data[: 1 << 16]
+    if b"\x00" in data:
+        return None, "binary (NUL bytes)"
+    control = sum(1 for b in sample if b < 0x20 and b not in b"\t\n\r\x0b\x0c\x1b")
+    if sample and control / len(sample) > MAX_CONTROL_RATIO:
+        return None, "binary (control characters)"
+    try:
+        return data.decode("utf-8-sig"), ""
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = data.decode("cp1251")
+    except UnicodeDecodeError:
+        return None, "not UTF-8 and not cp1251"
+    if _plausible_cyrillic(text):
+        return text, ""
+    return None, "not UTF-8 and not plausibly Cyrillic cp1251"
+
+
+def _plausible_cyrillic(text: str) -> bool:
+    """True when cp1251-decoded text reads like Russian.
+
+    Latin-1 text decodes to mostly ASCII letters with a few stray Cyrillic
+    ones; KOI8-R decodes to mostly *uppercase* Cyrillic.  Real Russian is
+    mostly lowercase Cyrillic.
+    """
+    letters = [c for c in text if c.isalpha()]
+    cyr = [c for c in letters if _CYRILLIC.match(c)]
+    if not cyr or len(cyr) / len(letters) < 0.3:
+        return False
+    return sum(c.islower() for c in cyr) / len(cyr) >= 0.6
+
+
+def detect_language(text: str) -> str:
+    """``"ru"`` when at least 30% of the letters are Cyrillic, else ``"en"``."""
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return "en"
+    cyr = sum(1 for c in letters if _CYRILLIC.match(c))
+    return "ru" if cyr / len(letters) >= 0.3 else "en"
+
+
+# ---------------------------------------------------------------- boilerplate
+
+_SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|\Z)", re.I | re.S)
+
+# Whole-line UI labels (normalized: casefolded, single spaces, straight quotes).
+_NAVIGATION = frozenset(
+    "dark mode light mode|light mode dark mode|dark mode|light mode|highlights|skip to content|"
+    "skip to main content|toggle navigation|menu|main menu|search|home|share|share this|"
+    "share this article|share on facebook|share on twitter|tweet|advertisement|sponsored|"
+    "subscribe|sign in|log in|back to top|scroll to top|главная|меню|поиск|поделиться|реклама|"
+    "наверх".split("|")
+)
+
+_COMMENT_FORM = re.compile(
+    r"(?:add a comment|leave a (?:reply|comment)|post comment|cancel reply|\d+ comments?|"
+    r"comments?|your email address will not be published\b.*|required fields are marked.*|"
+    r"save my name, email, and website\b.*|(?:name|email|website|comment) ?\*|"
+    r"(?:оставьте|добавить|оставить) комментарий|комментарии|"
+    r"ваш (?:адрес )?e-?mail не будет опубликован.*)"
+)
+_SEE_ALSO = re.compile(
+    r"(?:see also|read also|also read|read more|related(?::| (?:articles?|posts?|stories|news)\b)|"
+    r"more from|you may also like|читайте также|см\. также|смотрите также)\b.*"
+)
+_READING_TIME = re.compile(
+    r"(?:(?:estimated )?read(?:ing)? time|время чтения)(?:\s*:|\s+\d).{0,40}|\d+ ?(?:min|minutes?) read"
+)
+_QUOTES = str.maketrans({"’": "'", "‘": "'", "‛": "'", "“": '"', "”": '"', "„": '"'})
+_TERMINAL_END = re.compile(r"[.!?…][\"'”’»)\]]*$")
+
+
+def _norm(line: str) -> str:
+    line = unicodedata.normalize("NFKC", line).translate(_QUOTES)
+    return " ".join(line.split()).casefold()
+
+
+def _is_boilerplate(key: str, raw: str) -> bool:
+    if key in _NAVIGATION or _COMMENT_FORM.fullmatch(key) or _READING_TIME.fullmatch(key):
+        return True
+    # A "See also" *sentence* ends with a full stop; a link line does not.
+    return bool(_SEE_ALSO.fullmatch(key)) and not raw.rstrip().endswith(".")
+
+
+def _doubled(raw: str) -> int | None:
+    """If ``raw`` is one headline written twice ("A A"), return where the second copy starts."""
+    if len(raw) > 600:
+        return None
+    for i, ch in enumerate(raw):
+        if ch.isspace() and abs(2 * i - len(raw)) <= 4:
+            first, second = raw[:i].strip(), raw[i:].strip()
+            if first and _norm(first) == _norm(second):
+                return i
+    return None
+
+
+def _is_prose(raw: str) -> bool:
+    return bool(_TERMINAL_END.search(raw)) and len(raw.split()) >= 8
+
+
+def _content_lines(text: str):
+    """Trimmed, non-empty ``(start, end)`` line spans outside <script>/<style> blocks."""
+    pos = 0
+    regions = []
+    for m in _SCRIPT_STYLE.finditer(text):
+        regions.append((pos, m.start()))
+        pos = m.end()
+    regions.append((pos, len(text)))
+    for r_start, r_end in regions:
+        for m in re.finditer(r"[^\n]+", text[r_start:r_end]):
+            raw = m.group()
+            stripped = raw.strip()
+            if stripped:
+                start = r_start + m.start() + (len(raw) - len(raw.lstrip()))
+                yield start, start + len(stripped)
+
+
+def find_segments(text: str, title: str | None = None) -> list[tuple[int, int]]:
+    """Content spans of ``text``: one per kept line, trimmed, in order.
+
+    ``title``, when known, anchors the teaser rule: headline lines above the
+    article title (other stories' headlines in a site header) are dropped.
+    Without it the anchor is the first header line that is repeated later,
+    since pages typically print their own headline more than once.
+    """
+    kept: list[list] = []  # [start, end, key, repeated]
+    seen: dict[str, int] = {}
+    for start, end in _content_lines(text):
+        raw = text[start:end]
+        key = _norm(raw)
+        split = _doubled(raw)
+        if split is not None:
+            half = raw[:split].rstrip()
+            key = _norm(half)
+            if _is_boilerplate(key, half):
+                continue
+            end = start + len(half)
+        elif _is_boilerplate(key, raw):
+            continue
+        if key in seen and (split is not None or len(key.split()) >= 3):
+            kept[seen[key]][3] = True
+            continue
+        seen.setdefault(key, len(kept))
+        kept.append([start, end, key, False])
+
+    # The header is everything above the first prose line (a long line ending a sentence).
+    header = 0
+    while header < len(kept) and not _is_prose(text[kept[header][0] : kept[header][1]]):
+        header += 1
+    title_key = _norm(title) if title else None
+    anchor = next((i for i in range(header) if kept[i][2] == title_key), None)
+    if anchor is None:
+        anchor = next((i for i in range(header) if kept[i][3]), 0)
+    return [(s, e) for s, e, _, _ in kept[anchor:]]
+
+
+def derive_title(text: str, segments: list[tuple[int, int]]) -> str:
+    """Title for a file without metadata: its first kept line, markdown ``#`` stripped, shortened."""
+    start, end = segments[0]
+    first = text[start:end].lstrip("#").strip() or text[start:end]
+    if len(first) <= TITLE_MAX_CHARS:
+        return first
+    cut = first[:TITLE_MAX_CHARS].rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:-") + "…"
