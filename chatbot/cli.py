@@ -25,6 +25,21 @@ def _train_reader(args) -> int:
     return 0
 
 
+def _eval(args) -> int:
+    from .evaluation import evaluate
+
+    return evaluate(
+        args.questions,
+        corpus_dir=args.corpus,
+        index_dir=args.index,
+        predictions_path=args.predictions,
+        report_path=args.report,
+        retriever_only=args.retriever_only,
+        check=args.check,
+        progress=not args.quiet,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatbot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"chatbot {__version__}")
@@ -41,6 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=defaults.max_length)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.set_defaults(func=_train_reader)
+
+    from .config import Settings
+
+    settings = Settings.from_env()
+    p = sub.add_parser("eval", help="run the eval question set through the chatbot and score it")
+    p.add_argument("--questions", default="evals/questions.jsonl", metavar="FILE", help="JSONL question set")
+    p.add_argument("--predictions", metavar="OUT.jsonl", help="write one prediction per question here")
+    p.add_argument("--report", metavar="OUT.json", help="write the metrics here")
+    p.add_argument("--retriever-only", action="store_true", help="retrieval metrics only; no reader loaded")
+    p.add_argument("--check", metavar="THRESHOLDS.json", help="exit 1 when a metric falls below its threshold")
+    p.add_argument("--corpus", default=str(settings.corpus_dir), metavar="DIR")
+    p.add_argument("--index", default=str(settings.index_dir), metavar="DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_eval)
     return parser
 
 

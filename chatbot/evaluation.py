@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import re
 import string
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -170,3 +172,241 @@ def validate_rows(rows: list[dict], corpus_dir: str | Path) -> list[str]:
                 found = ["unanswerable row must have answers [], source null, evidence null"]
         problems.extend(f"{rid}: {p}" for p in found)
     return problems
+
+
+# ---------------------------------------------------------------------------
+# Scoring a run: per-row outcomes, grouped metrics, the report and its gate.
+
+METRICS = ("em", "f1", "recall@1", "recall@5", "mrr", "citation_accuracy",
+           "abstention_precision", "abstention_recall", "latency_p50_ms", "latency_p95_ms")
+GATED = ("f1", "recall@5", "citation_accuracy", "abstention_recall")
+
+
+def _squash(s: str) -> str:
+    return " ".join(s.split())
+
+
+def holds_evidence(text: str, evidence) -> bool:
+    """True if ``text`` contains the evidence (any item of a list), whitespace normalised."""
+    return any(_squash(e) in _squash(text) for e in _as_list(evidence) if e)
+
+
+def first_relevant_rank(texts: list[str], evidence) -> int | None:
+    """1-based rank of the first text holding the evidence, or None."""
+    return next((i for i, t in enumerate(texts, 1) if holds_evidence(t, evidence)), None)
+
+
+def score_row(row: dict, pred: dict | None, retrieved: list[str] | None) -> dict:
+    """One row's outcome; a figure the row does not count towards is None.
+
+    ``pred`` is a prediction (``answer``, ``citations``, ``latency_ms``) or None
+    (retriever-only run); ``retrieved`` the texts of the passages retrieved for it.
+    """
+    answerable = bool(row["answerable"])
+    out = {"id": row["id"], "lang": row["lang"], "kind": row_kind(row), "answerable": answerable,
+           "rank": None, "em": None, "f1": None, "cited": None, "abstained": None, "latency_ms": None}
+    if answerable and retrieved is not None:
+        out["rank"] = first_relevant_rank(retrieved, row["evidence"]) or 0
+    if pred is None:
+        return out
+    answer, citations = pred["answer"], pred["citations"]
+    out["abstained"] = answer is None
+    out["latency_ms"] = pred["latency_ms"]
+    if answerable:
+        out["em"] = exact_match(answer or "", row["answers"])
+        out["f1"] = f1_score(answer or "", row["answers"])
+        out["cited"] = bool(citations) and citations[0]["source"] in _as_list(row["source"]) and any(
+            holds_evidence(c["text"], row["evidence"]) for c in citations[:3])
+    return out
+
+
+def _pct(num: float, den: int) -> float | None:
+    return None if den == 0 else round(100 * num / den, 1)
+
+
+def _mean_pct(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return _pct(sum(values), len(values))
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """Linear-interpolated percentile (numpy's default), in ms, one decimal."""
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    pos = (len(values) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(values) - 1)
+    return round(values[lo] + (values[hi] - values[lo]) * (pos - lo), 1)
+
+
+def summarize(scored: list[dict]) -> dict:
+    """The report's metrics over a group of scored rows (percent, one decimal; null if nothing to count)."""
+    ranks = [s["rank"] for s in scored if s["rank"] is not None]
+    judged = [s for s in scored if s["abstained"] is not None]
+    abstained = [s for s in judged if s["abstained"]]
+    unanswerable = [s for s in judged if not s["answerable"]]
+    right = sum(not s["answerable"] for s in abstained)
+    return {
+        "n": len(scored),
+        "em": _mean_pct([s["em"] for s in scored]),
+        "f1": _mean_pct([s["f1"] for s in scored]),
+        "recall@1": _mean_pct([r == 1 for r in ranks]),
+        "recall@5": _mean_pct([0 < r <= 5 for r in ranks]),
+        "mrr": _mean_pct([1 / r if r else 0.0 for r in ranks]),
+        "citation_accuracy": _mean_pct([s["cited"] for s in scored]),
+        "abstention_precision": _pct(right, len(abstained)),
+        "abstention_recall": _pct(right, len(unanswerable)),
+        "latency_p50_ms": _percentile([s["latency_ms"] for s in scored], 50),
+        "latency_p95_ms": _percentile([s["latency_ms"] for s in scored], 95),
+    }
+
+
+def build_report(scored: list[dict]) -> dict:
+    """Overall, by-language and by-kind metrics of a run."""
+    return {
+        "overall": summarize(scored),
+        "by_language": {lang: summarize([s for s in scored if s["lang"] == lang]) for lang in LANGS},
+        "by_kind": {kind: summarize([s for s in scored if s["kind"] == kind]) for kind in KINDS},
+    }
+
+
+def compare_standalone(pairs: list[tuple[dict, dict, dict]]) -> dict:
+    """EM/F1 of answerable follow-ups against their standalone forms.
+
+    ``pairs`` holds ``(row, followup_prediction, standalone_prediction)``.
+    """
+    scores = [(row["id"], f1_score(fu["answer"] or "", row["answers"]),
+               f1_score(sa["answer"] or "", row["answers"]))
+              for row, fu, sa in pairs if row["answerable"]]
+    return {
+        "n": len(scores),
+        "followup_f1": _mean_pct([f for _, f, _ in scores]),
+        "standalone_f1": _mean_pct([s for _, _, s in scores]),
+        "rows": [{"id": i, "followup_f1": round(100 * f, 1), "standalone_f1": round(100 * s, 1)}
+                 for i, f, s in scores],
+    }
+
+
+def check_thresholds(report: dict, thresholds: dict, where: str = "") -> list[str]:
+    """Failures of ``report`` against ``thresholds`` (same nesting, minimum values); empty: passed.
+
+    A threshold on a metric the run did not measure (null) is a failure.
+    """
+    failures = []
+    for key, minimum in thresholds.items():
+        name = f"{where}{key}"
+        value = report.get(key) if isinstance(report, dict) else None
+        if isinstance(minimum, dict):
+            failures += check_thresholds(value or {}, minimum, f"{name}.")
+        elif value is None:
+            failures.append(f"{name}: not measured (threshold {minimum})")
+        elif value < minimum:
+            failures.append(f"{name}: {value} < threshold {minimum}")
+    return failures
+
+
+_COLUMNS = (("n", "n"), ("EM", "em"), ("F1", "f1"), ("R@1", "recall@1"), ("R@5", "recall@5"),
+            ("MRR", "mrr"), ("Cite", "citation_accuracy"), ("AbsP", "abstention_precision"),
+            ("AbsR", "abstention_recall"), ("p50ms", "latency_p50_ms"), ("p95ms", "latency_p95_ms"))
+
+
+def format_table(report: dict) -> str:
+    """The report as a fixed-width text table ('-' for null)."""
+    groups = [("overall", report["overall"]),
+              *((f"lang={k}", v) for k, v in report["by_language"].items()),
+              *((f"kind={k}", v) for k, v in report["by_kind"].items())]
+    lines = [f"{'':18}" + "".join(f"{title:>7}" for title, _ in _COLUMNS)]
+    for label, metrics in groups:
+        cells = (_dash(metrics[key]) for _, key in _COLUMNS)
+        lines.append(f"{label:18}" + "".join(f"{c:>7}" for c in cells))
+    if fvs := report.get("followup_vs_standalone"):
+        lines.append(f"follow-ups vs standalone forms (n={fvs['n']}): F1 "
+                     f"{_dash(fvs['followup_f1'])} vs {_dash(fvs['standalone_f1'])}")
+    return "\n".join(lines)
+
+
+def _dash(value) -> str:
+    return "-" if value is None else str(value)
+
+
+# ---------------------------------------------------------------------------
+# The runner: every question through the chat path, then scoring.
+
+def ask_in_conversation(chatbot, question: str, history: list[str]) -> dict:
+    """Ask ``history`` then ``question`` in a fresh conversation, as the web chat does; the last answer."""
+    asked: list[str] = []
+    for turn in [*history, question]:
+        answer = chatbot.ask(turn, history=list(asked))
+        asked.append(turn)
+    return answer.to_dict()
+
+
+def run(chatbot, rows: list[dict], *, retriever_only: bool = False, predictions=None,
+        progress: bool = True) -> dict:
+    """Run ``rows`` through ``chatbot`` and return the report.
+
+    ``predictions`` (a writable text file) receives one JSON prediction per row.
+    Standalone forms of follow-ups are asked too, for ``followup_vs_standalone``.
+    """
+    from tqdm import tqdm
+
+    scored, pairs = [], []
+    for row in tqdm(rows, desc="eval", unit="q", disable=not progress):
+        history = row.get("history") or []
+        if retriever_only:
+            pred, searched_for = None, chatbot.rewrite(row["question"], history)
+        else:
+            pred = {"id": row["id"], **ask_in_conversation(chatbot, row["question"], history)}
+            searched_for = pred["searched_for"]
+            if predictions is not None:
+                predictions.write(json.dumps(pred, ensure_ascii=False) + "\n")
+            if history and row.get("standalone"):
+                pairs.append((row, pred, ask_in_conversation(chatbot, row["standalone"], [])))
+        retrieved = [p.text for p in chatbot.search(searched_for, k=5)] if row["answerable"] else None
+        scored.append(score_row(row, pred, retrieved))
+    report = build_report(scored)
+    if not retriever_only:
+        report["followup_vs_standalone"] = compare_standalone(pairs)
+    return report
+
+
+def evaluate(questions: str | Path, *, corpus_dir: str | Path, index_dir: str | Path,
+             predictions_path: str | Path | None = None, report_path: str | Path | None = None,
+             retriever_only: bool = False, check: str | Path | None = None,
+             progress: bool = True) -> int:
+    """``chatbot eval``: validate, run, print the table, write the files, apply the gate.
+
+    Returns the exit status: 0, or 1 when a threshold of ``check`` is not met.
+    Raises ``ChatbotError`` for an invalid questions or thresholds file.
+    """
+    from .errors import ChatbotError
+
+    try:
+        rows = load_questions(questions)
+        thresholds = json.loads(Path(check).read_text(encoding="utf-8")) if check else {}
+    except (OSError, ValueError) as exc:
+        raise ChatbotError(str(exc)) from exc
+    problems = validate_rows(rows, corpus_dir) or ([] if rows else [f"{questions}: no questions"])
+    if problems:
+        raise ChatbotError(f"{questions} is not a valid question set ({len(problems)} problems):\n  "
+                           + "\n  ".join(problems))
+    from .pipeline import Chatbot
+
+    chatbot = Chatbot.load(index_dir=index_dir, corpus_dir=corpus_dir, progress=progress)
+    if predictions_path:
+        Path(predictions_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(predictions_path or os.devnull, "w", encoding="utf-8") as predictions:
+        report = run(chatbot, rows, retriever_only=retriever_only, predictions=predictions,
+                     progress=progress)
+    print(format_table(report))
+    if report_path:
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(report_path).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+                                     encoding="utf-8")
+    failures = check_thresholds(report, thresholds)
+    for failure in failures:
+        print(f"FAILED {failure}", file=sys.stderr)
+    if check and not failures:
+        print(f"all thresholds in {check} met")
+    return 1 if failures else 0
