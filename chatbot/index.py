@@ -1,0 +1,285 @@
+"""The on-disk vector index: FAISS vectors, passages and a manifest in one directory.
+
+Layout of ``index_dir``::
+
+    index.faiss     faiss.IndexFlatIP over L2-normalised vectors (inner product = cosine)
+    passages.jsonl  one passage per line; line number = chunk id = FAISS id
+    manifest.json   format version, embedder, dimension, chunk count, created_at,
+                    sha256 checksums of the two files above, plus the caller's
+                    fields (chunking settings, corpus file hashes)
+
+``build_index`` writes a complete new directory beside ``index_dir`` and swaps it
+in with renames, so readers only ever see a whole old or a whole new index.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .embedding import TextEmbedder
+from .errors import ChatbotError, IndexBuildError, IndexLoadError
+from .types import Passage
+
+FORMAT_VERSION = 1
+FAISS_FILE = "index.faiss"
+PASSAGES_FILE = "passages.jsonl"
+MANIFEST_FILE = "manifest.json"
+_PASSAGE_FIELDS = ("text", "source", "title", "start", "end", "lang")
+_COMPUTED_FIELDS = frozenset({"format_version", "embedder", "dimension", "chunk_count", "created_at", "checksums"})
+
+
+class VectorIndex:
+    """A loaded index. Read-only after construction, so safe to share between threads."""
+
+    def __init__(self, faiss_index: faiss.Index, passages: list[Passage], manifest: dict):
+        self._faiss = faiss_index
+        self.passages = passages
+        self.manifest = manifest
+
+    @property
+    def embedder_name(self) -> str:
+        return self.manifest["embedder"]
+
+    @property
+    def dimension(self) -> int:
+        return self._faiss.d
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def _as_query(self, query_vec: np.ndarray) -> np.ndarray:
+        q = np.ascontiguousarray(query_vec, dtype=np.float32).reshape(1, -1)
+        if q.shape[1] != self.dimension:
+            raise ValueError(f"query vector has dimension {q.shape[1]}, the index has {self.dimension}")
+        return q
+
+    def search(self, query_vec: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The ``k`` nearest chunks as ``(chunk_id, cosine)``, best first."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        scores, ids = self._faiss.search(self._as_query(query_vec), min(k, len(self)))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def similarity(self, query_vec: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
+        """Cosine between the query and the given chunks (for chunks found by other means)."""
+        q = self._as_query(query_vec)
+        if not len(chunk_ids):
+            return np.zeros(0, dtype=np.float32)
+        vectors = self._faiss.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
+        return vectors @ q[0]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _passage_record(p: Passage) -> dict:
+    return {name: getattr(p, name) for name in _PASSAGE_FIELDS}
+
+
+@contextmanager
+def _build_lock(index_dir: Path):
+    """Serialise builds of one index, so cleaning leftovers never hits a live build."""
+    with open(index_dir.with_name(f".{index_dir.name}.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _clean_leftovers(index_dir: Path) -> None:
+    """Remove temp dirs of crashed builds; restore a backup if a crash fell between the two renames."""
+    backups = sorted(index_dir.parent.glob(f".{index_dir.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if backups and not index_dir.exists():
+        os.replace(backups.pop(), index_dir)
+    for leftover in [*backups, *index_dir.parent.glob(f".{index_dir.name}.tmp-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _swap_in(new_dir: Path, index_dir: Path) -> None:
+    backup = None
+    if index_dir.exists():
+        backup = index_dir.with_name(f".{index_dir.name}.old-{uuid.uuid4().hex}")
+        os.replace(index_dir, backup)
+    try:
+        os.replace(new_dir, index_dir)
+    except BaseException:
+        if backup is not None:
+            os.replace(backup, index_dir)
+        raise
+    _fsync_dir(index_dir.parent)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def build_index(
+    passages: Sequence[Passage],
+    embedder: TextEmbedder,
+    index_dir: str | os.PathLike,
+    manifest_extra: Mapping | None = None,
+    *,
+    batch_size: int = 32,
+    show_progress: bool = False,
+) -> VectorIndex:
+    """Embed ``passages`` and write the index to ``index_dir``, replacing any old one atomically.
+
+    ``manifest_extra`` holds the caller's fields, e.g. ``{"chunking": ..., "files":
+    {name: sha256}}``; they are what ``is_stale`` compares later. On any failure
+    the previous index is left as it was and ``IndexBuildError`` (or the
+    embedder's ``ModelLoadError``) is raised.
+    """
+    extra = dict(manifest_extra or {})
+    if clash := _COMPUTED_FIELDS & extra.keys():
+        raise ValueError(f"manifest_extra may not set computed fields: {sorted(clash)}")
+    if not passages:
+        raise IndexBuildError("No passages to index: the corpus is empty or every file was skipped.")
+    index_dir = Path(index_dir).absolute()
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(index_dir):
+        _clean_leftovers(index_dir)
+        new_dir = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.tmp-", dir=index_dir.parent))
+        try:
+            texts = [p.text for p in passages]
+            vectors = embedder.embed(texts, batch_size=batch_size, show_progress=show_progress)
+            if vectors.shape != (len(texts), embedder.dimension):
+                raise IndexBuildError(
+                    f"Embedder {embedder.name!r} returned shape {vectors.shape} for {len(texts)} passages"
+                )
+            flat = faiss.IndexFlatIP(embedder.dimension)
+            flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+            faiss_bytes = faiss.serialize_index(flat).tobytes()
+            passages_bytes = "".join(
+                json.dumps(_passage_record(p), ensure_ascii=False) + "\n" for p in passages
+            ).encode("utf-8")
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "embedder": embedder.name,
+                "dimension": embedder.dimension,
+                "chunk_count": len(passages),
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "checksums": {FAISS_FILE: _sha256(faiss_bytes), PASSAGES_FILE: _sha256(passages_bytes)},
+                **extra,
+            }
+            _write_durably(new_dir / FAISS_FILE, faiss_bytes)
+            _write_durably(new_dir / PASSAGES_FILE, passages_bytes)
+            _write_durably(new_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
+            _fsync_dir(new_dir)
+            _swap_in(new_dir, index_dir)
+        except ChatbotError:
+            raise
+        except Exception as exc:
+            raise IndexBuildError(
+                f"Building the index in {index_dir} failed ({type(exc).__name__}: {exc}); "
+                "the previous index, if any, is unchanged."
+            ) from exc
+        finally:
+            shutil.rmtree(new_dir, ignore_errors=True)
+    return VectorIndex(flat, [Passage(**_passage_record(p)) for p in passages], manifest)
+
+
+def _read_manifest(index_dir: Path) -> dict:
+    path = index_dir / MANIFEST_FILE
+    if not index_dir.is_dir():
+        raise IndexLoadError(f"No index at {index_dir}: build it first.")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexLoadError(f"{path} is missing: the index is incomplete, rebuild it.") from None
+    except (OSError, ValueError) as exc:
+        raise IndexLoadError(f"{path} is unreadable ({exc}): rebuild the index.") from exc
+    if not isinstance(manifest, dict):
+        raise IndexLoadError(f"{path} is not an index manifest: rebuild the index.")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexLoadError(
+            f"{path} has index format {manifest.get('format_version')!r}, this version reads "
+            f"format {FORMAT_VERSION}: rebuild the index."
+        )
+    return manifest
+
+
+def _read_verified(index_dir: Path, name: str, manifest: dict) -> bytes:
+    path = index_dir / name
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IndexLoadError(f"{path} cannot be read ({exc.strerror or exc}): rebuild the index.") from exc
+    if _sha256(data) != manifest.get("checksums", {}).get(name):
+        raise IndexLoadError(
+            f"{path} is corrupt or truncated (sha256 does not match manifest.json, "
+            f"{len(data)} bytes): rebuild the index."
+        )
+    return data
+
+
+def load_index(index_dir: str | os.PathLike) -> VectorIndex:
+    """Load and verify an index; ``IndexLoadError`` says which file is missing or damaged."""
+    index_dir = Path(index_dir)
+    manifest = _read_manifest(index_dir)
+    faiss_bytes = _read_verified(index_dir, FAISS_FILE, manifest)
+    passages_bytes = _read_verified(index_dir, PASSAGES_FILE, manifest)
+    try:
+        flat = faiss.deserialize_index(np.frombuffer(faiss_bytes, dtype=np.uint8))
+        passages = [Passage(**json.loads(line)) for line in passages_bytes.decode("utf-8").splitlines()]
+    except Exception as exc:  # checksums matched, so this is a writer bug or a foreign file
+        raise IndexLoadError(f"The index in {index_dir} cannot be parsed ({exc}): rebuild it.") from exc
+    counts = {"faiss vectors": flat.ntotal, "passages": len(passages), "manifest chunk_count": manifest.get("chunk_count")}
+    if len(set(counts.values())) != 1 or flat.d != manifest.get("dimension"):
+        raise IndexLoadError(
+            f"The index in {index_dir} is inconsistent ({counts}, dimension {flat.d} vs "
+            f"{manifest.get('dimension')}): rebuild it."
+        )
+    return VectorIndex(flat, passages, manifest)
+
+
+def is_stale(index_dir: str | os.PathLike, expected_manifest_fields: Mapping) -> str | None:
+    """Why the index must be rebuilt, or ``None`` if it matches.
+
+    Compares each expected field (e.g. ``embedder``, ``chunking``, ``files``) with
+    the manifest; a missing or unreadable manifest also counts as stale. File
+    checksums are not re-verified here: ``load_index`` does that.
+    """
+    try:
+        manifest = _read_manifest(Path(index_dir))
+    except IndexLoadError as exc:
+        return str(exc)
+    # A JSON round trip makes tuples and lists compare equal, as they do once stored.
+    expected = json.loads(json.dumps(dict(expected_manifest_fields)))
+    for key, want in expected.items():
+        have = manifest.get(key)
+        if have == want:
+            continue
+        if key == "files" and isinstance(have, dict) and isinstance(want, dict):
+            changes = {
+                "added": sorted(want.keys() - have.keys()),
+                "removed": sorted(have.keys() - want.keys()),
+                "changed": sorted(n for n in want.keys() & have.keys() if want[n] != have[n]),
+            }
+            return "corpus files changed: " + "; ".join(f"{k} {v}" for k, v in changes.items() if v)
+        return f"{key} changed: index has {have!r}, expected {want!r}"
+    return None

