@@ -1,0 +1,269 @@
+"""Web chat: escaping of everything shown, answer formatting, and the app's handlers (with a fake chatbot)."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import gradio as gr
+import pytest
+
+from chatbot.config import Settings
+from chatbot.conversation import Conversation
+from chatbot.errors import ModelLoadError
+from chatbot.types import Answer, Citation, Passage, Span
+from chatbot.web import (
+    INTERNAL_ERROR,
+    NOT_FOUND,
+    Backend,
+    Handlers,
+    build_app,
+    check_question,
+    escape_text,
+    format_answer,
+    highlight,
+)
+
+EVIL_HTML = '<img src=x onerror=alert(1)><script>alert("x")</script>'
+EVIL_MD = "[click](http://evil) ![pic](http://evil/p.png) **bold** _it_ `code` # head"
+ALLOWED_TAGS = {"div", "strong", "small", "blockquote", "code", "mark", "br", "details", "summary", "ul", "li"}
+
+
+def _citation(text="Grok is integrated into the X platform.", answer="X platform", **kw) -> Citation:
+    start = 1000
+    a = text.index(answer) if answer else None
+    fields = dict(source="000_1a2eb30073d68791.txt", title="Musk’s xAI Joins Microsoft", start=start,
+                  end=start + len(text), text=text,
+                  answer_start=start + a if answer else None, answer_end=start + a + len(answer) if answer else None)
+    return Citation(**(fields | kw))
+
+
+def _answer(text="X platform", citations=None, **kw) -> Answer:
+    fields = dict(question="Which platform is Grok integrated into?", searched_for="Which platform is Grok integrated into?",
+                  text=text, score=0.87, citations=citations if citations is not None else [_citation()],
+                  alternatives=[Span("Twitter", 0.05, 1, 0, 7)])
+    return Answer(**(fields | kw))
+
+
+def _tags(html: str) -> set[str]:
+    return {t.lower() for t in re.findall(r"</?\s*([a-zA-Z][\w-]*)", html)}
+
+
+# ---------------------------------------------------------------- escaping and formatting
+
+
+@pytest.mark.parametrize("text", [EVIL_HTML, EVIL_MD, "a & b < c > d \"q\" 'q'", "line 1\n\nline 2\n# not a heading"])
+def test_escape_text_leaves_no_markup(text):
+    out = escape_text(text)
+    assert _tags(out) <= {"br"}
+    for bad in ("<img", "<script", "[click]", "](", "**", "`", "\n"):
+        assert bad not in out
+
+
+def test_escape_text_keeps_the_text_readable_in_html():
+    import html
+
+    assert html.unescape(escape_text(EVIL_HTML)) == EVIL_HTML
+    assert html.unescape(escape_text(EVIL_MD)) == EVIL_MD
+    assert escape_text("Сколько денег уже собрал стартап Маска") == "Сколько денег уже собрал стартап Маска"
+
+
+def test_highlight_marks_the_answer_slice_only():
+    c = _citation(text="<b>Grok</b> is integrated into the X platform.", answer="X platform")
+    out = highlight(c)
+    assert out.count("<mark>") == 1
+    assert re.search(r"<mark>X platform</mark>", out)
+    assert "&lt;b&gt;Grok&lt;/b&gt;" in out
+
+
+@pytest.mark.parametrize("bounds", [(None, None), (999, 1005), (1010, 1005), (1000, 99999)])
+def test_highlight_without_consistent_offsets_shows_plain_text(bounds):
+    c = _citation(answer_start=bounds[0], answer_end=bounds[1])
+    assert "<mark>" not in highlight(c)
+    assert "X platform" in highlight(c)
+
+
+def test_format_answer_shows_answer_confidence_query_article_and_alternatives():
+    out = format_answer(_answer(searched_for="Grok platform (xAI)"))
+    assert "<strong>X platform</strong>" in out
+    assert "87%" in out
+    assert "searched for" in out and "Grok platform &#40;xAI&#41;" in out
+    assert "<mark>X platform</mark>" in out
+    assert "Musk’s xAI Joins Microsoft" in out and "000&#95;1a2eb30073d68791&#46;txt" in out
+    assert re.search(r"<details><summary>Other candidate answers \(1\)</summary><ul><li>Twitter", out)
+
+
+def test_format_answer_escapes_every_document_and_user_string():
+    evil = EVIL_HTML + EVIL_MD
+    citation = Citation(source=evil, title=evil, start=0, end=len(evil) + 2, text=evil + " X",
+                        answer_start=len(evil) + 1, answer_end=len(evil) + 2)
+    answer = _answer(text=evil, question=evil, searched_for=evil, citations=[citation, citation],
+                     alternatives=[Span(evil, 0.1, 0, 0, 1)])
+    out = format_answer(answer)
+    assert _tags(out) <= ALLOWED_TAGS
+    for bad in ("<img", "<script", "onerror=alert", "[click]", "](http", "**bold**", "`code`", "_it_"):
+        assert bad not in out
+
+
+def test_format_answer_renders_as_inert_markdown():
+    """What the chat's markdown renderer makes of it: no link, image, emphasis or script."""
+    markdown_it = pytest.importorskip("markdown_it")
+    evil = EVIL_HTML + "\n\n" + EVIL_MD
+    citation = _citation(text=evil + " X platform", answer="X platform", title=evil)
+    rendered = markdown_it.MarkdownIt("commonmark").render(format_answer(_answer(text=evil, citations=[citation])))
+    assert _tags(rendered) <= ALLOWED_TAGS | {"p"}
+    assert "<mark>X platform</mark>" in rendered
+
+
+def test_format_answer_not_found_shows_message_and_closest_passages_collapsed():
+    out = format_answer(_answer(text=None, score=0.1, alternatives=[], citations=[_citation(answer=None)]))
+    assert escape_text(NOT_FOUND) in out
+    assert "Answer:" not in out and "<mark>" not in out
+    assert "<summary>Closest passages (1)</summary>" in out
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("", "Please type a question"), ("   \n ", "Please type a question"), (None, "Please type a question"),
+    ("?!...", "punctuation"), ("x" * 1001, "too long"), ("Who is Musk?", None), ("Кто такой Маск?", None),
+])
+def test_check_question(question, expected):
+    problem = check_question(question, 1000)
+    assert problem is None if expected is None else expected in problem
+
+
+# ---------------------------------------------------------------- handlers (fake chatbot)
+
+
+class FakeBot:
+    def __init__(self, fail: Exception | None = None):
+        self.fail = fail
+        self.histories = []
+
+    def warm_up(self):
+        pass
+
+    def ask(self, question, history=None, k=5, answers=None):
+        if self.fail:
+            raise self.fail
+        self.histories.append(list(history or []))
+        if "France" in question:
+            return _answer(text=None, question=question, searched_for=question, alternatives=[])
+        return _answer(question=question, searched_for=question)
+
+    def search(self, query, k=5):
+        return [Passage(text="Grok is integrated into the X platform.", source="000_a.txt", title="T",
+                        start=0, end=39, score=0.5)][:k]
+
+
+def _handlers(bot=None, factory=None) -> Handlers:
+    backend = Backend(factory or (lambda: bot or FakeBot()))
+    return Handlers(backend, Settings())
+
+
+def _last_reply(handlers, message, conversation=None):
+    *_, (messages, box, conversation) = handlers.respond(message, [], conversation)
+    assert box == ""
+    assert messages[-1]["role"] == "assistant"
+    return messages, conversation
+
+
+def test_respond_answers_and_keeps_the_session_for_follow_ups():
+    bot = FakeBot()
+    handlers = _handlers(bot)
+    messages, conversation = _last_reply(handlers, "Which platform is Grok integrated into?")
+    assert "<mark>X platform</mark>" in messages[-1]["content"]
+    _last_reply(handlers, "Who owns it?", conversation)
+    assert bot.histories == [[], ["Which platform is Grok integrated into?"]]
+
+
+def test_respond_escapes_the_echoed_question():
+    messages, _ = _last_reply(_handlers(), EVIL_HTML + " who?")
+    assert "<img" not in messages[0]["content"] and "&lt;img" in messages[0]["content"]
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("", "Please type a question"), ("???", "punctuation"), ("why " * 400, "too long"),
+])
+def test_respond_friendly_message_for_bad_input(message, expected):
+    bot = FakeBot()
+    messages, _ = _last_reply(_handlers(bot), message)
+    assert expected in messages[-1]["content"]
+    assert bot.histories == []
+
+
+def test_respond_not_found():
+    messages, _ = _last_reply(_handlers(), "What is the capital of France?")
+    assert "find the answer" in messages[-1]["content"]
+
+
+def test_respond_never_shows_a_traceback(caplog):
+    messages, _ = _last_reply(_handlers(FakeBot(fail=RuntimeError("secret internals"))), "Who is Musk?")
+    assert messages[-1]["content"] == escape_text(INTERNAL_ERROR)
+    assert "secret" not in messages[-1]["content"]
+    assert "Traceback" in caplog.text  # logged server-side
+
+
+def test_respond_shows_chatbot_errors_and_failed_start():
+    messages, _ = _last_reply(_handlers(FakeBot(fail=ModelLoadError("reader missing"))), "Who is Musk?")
+    assert "reader missing" in messages[-1]["content"]
+
+    def broken():
+        raise ModelLoadError("no reader in chatbot/models/reader")
+
+    handlers = _handlers(factory=broken)
+    messages, _ = _last_reply(handlers, "Who is Musk?")
+    assert "could not start" in messages[-1]["content"]
+    assert "could not start" in handlers.backend.status()
+
+
+def test_respond_waits_for_loading_and_says_so():
+    import threading
+
+    release = threading.Event()
+    handlers = _handlers(factory=lambda: release.wait() and FakeBot())
+    replies = handlers.respond("Which platform is Grok integrated into?", [], None)
+    first, _, _ = next(replies)
+    assert "Indexing" in first[-1]["content"] and not handlers.backend.ready
+    release.set()
+    last, _, _ = next(replies)
+    assert "<mark>X platform</mark>" in last[-1]["content"]
+    assert "Ready" in handlers.backend.status()
+
+
+def test_clear_starts_a_new_session():
+    messages, conversation = Handlers.clear()
+    assert messages == [] and isinstance(conversation, Conversation) and conversation.questions == []
+
+
+def test_api_handlers():
+    handlers = _handlers()
+    result = handlers.api_ask("Which platform is Grok integrated into?", ["Who is Musk?"])
+    assert result["answer"] == "X platform" and result["citations"][0]["source"] == "000_1a2eb30073d68791.txt"
+    assert set(result) == set(_answer().to_dict())
+    found = handlers.api_search("Grok", 3)
+    assert found["query"] == "Grok" and found["passages"][0]["source"] == "000_a.txt"
+    with pytest.raises(gr.Error):
+        handlers.api_ask("  ")
+    with pytest.raises(gr.Error):
+        handlers.api_search("!!!", 3)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_app_serves_named_api_endpoints():
+    from gradio_client import Client
+
+    app = build_app(chatbot_factory=FakeBot, settings=Settings())
+    port = _free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        result = client.predict("Which platform is Grok integrated into?", [], api_name="/ask")
+        assert result["answer"] == "X platform"
+        assert client.predict("Grok", 2, api_name="/search")["passages"][0]["title"] == "T"
+    finally:
+        app.close()
