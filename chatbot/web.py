@@ -31,9 +31,9 @@ EXAMPLES = [
     "What is the capital of France?",
 ]
 NOT_FOUND = "I couldn't find the answer to that in the news articles."
-LOADING = "⏳ Indexing the corpus and loading the models… You can type a question now: it is answered as soon as this is done."
-READY = "✅ Ready: ask a question about the news articles."
-FAILED = "⚠️ The chatbot could not start: "
+LOADING = "Indexing the corpus and loading the models… You can type a question now: it is answered as soon as this is done."
+READY = "Ready: ask a question about the news articles."
+FAILED = "The chatbot could not start: "
 INTERNAL_ERROR = "Sorry, something went wrong while answering. Please try again."
 MAX_SEARCH_K = 20
 
@@ -78,7 +78,7 @@ def highlight(citation: Citation) -> str:
 def format_citation(citation: Citation) -> str:
     """One passage as a quote headed by its article's title and file name."""
     return (
-        f'<blockquote class="citation"><div>📄 <strong>{escape_text(citation.title)}</strong>'
+        f'<blockquote class="citation"><div><strong>{escape_text(citation.title)}</strong>'
         f" — <code>{escape_text(citation.source)}</code></div>{highlight(citation)}</blockquote>"
     )
 
@@ -251,13 +251,13 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
     with gr.Blocks(title="News QA chatbot", analytics_enabled=False) as app:
         gr.Markdown("## News QA chatbot\nAsk about the news articles: every answer quotes the passage it comes from.")
         status_line = gr.Markdown(handlers.backend.status(), elem_id="status")
-        chat = gr.Chatbot(label="Chat", height=520, latex_delimiters=[], elem_id="chat",
+        chat = gr.Chatbot(label="Chat", height=600, latex_delimiters=[], elem_id="chat",
                           feedback_options=None, buttons=["copy"])
         conversation = gr.State(None)  # a Conversation, created on the first question
         with gr.Row():
             question = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=8, elem_id="question")
             send = gr.Button("Ask", variant="primary", scale=1, min_width=80)
-            clear = gr.Button("Clear", scale=1, min_width=80)
+            clear = gr.Button("Clear", scale=1, min_width=80, elem_id="clear")
         gr.Examples(EXAMPLES, inputs=question, label="Examples")
 
         timer = gr.Timer(1.0)
@@ -267,6 +267,7 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
             trigger(handlers.respond, [question, chat, conversation], [chat, question, conversation],
                     api_visibility="private")
         clear.click(handlers.clear, outputs=[chat, conversation], queue=False, api_visibility="private")
+        chat.clear(handlers.clear, outputs=[chat, conversation], queue=False, api_visibility="private")
         gr.api(api_ask, api_name="ask")
         gr.api(api_search, api_name="search")
     app.queue(default_concurrency_limit=4, max_size=64)

@@ -1,0 +1,136 @@
+"""Real browser: start the web app (``app.py``) on a free loopback port, chat through
+the page in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from chatbot.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync", "--no-proxy-server"]
+STARTUP_S = 240  # the server answering HTTP
+READY_S = 900  # index build + model loading, on a busy machine
+ANSWER_S = 300
+
+
+def _skip_reason() -> str | None:
+    if not CHROMIUM.is_file():
+        return f"{CHROMIUM} missing (apt-get install chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright missing (pip install playwright; no `playwright install` needed)"
+    reader = Path(Settings.from_env().reader)
+    if not (reader / "config.json").is_file():
+        return f"no trained reader at {reader} (train one, or set CHATBOT_READER)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``python app.py`` with a fresh index folder; yields its URL."""
+    tmp = tmp_path_factory.mktemp("web")
+    port = _free_port()
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                        "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost"}
+    log_path = tmp / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--index", str(tmp / "index")],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"app.py did not serve {url} in {STARTUP_S}s:\n{log_path.read_text()[-3000:]}")
+                time.sleep(1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def page(server, tmp_path_factory):
+    """A headless Chromium page on the app, once the index and models are ready."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(server)
+        page.locator("#status").get_by_text("Ready").wait_for(timeout=READY_S * 1000)
+        yield page
+        shot = tmp_path_factory.getbasetemp() / "web-chat.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot: {shot}")
+        browser.close()
+
+
+def _ask(page, question: str) -> str:
+    """Type ``question``, press Enter, and return the text of the bot's final reply."""
+    bot = page.locator("#chat [data-testid='bot']")
+    before = bot.count()
+    page.locator("#question textarea").fill(question)
+    page.locator("#question textarea").press("Enter")
+    bot.nth(before).wait_for(timeout=ANSWER_S * 1000)
+    reply = bot.nth(before)
+    page.wait_for_function(  # the pending "Indexing…" line, if any, is replaced by the answer
+        "el => !el.innerText.includes('Indexing the corpus')", arg=reply.element_handle(), timeout=ANSWER_S * 1000
+    )
+    return reply.inner_text()
+
+
+def test_clear_button_empties_the_chat(page):
+    _ask(page, "Who is Elon Musk?")
+    page.locator("#clear").click()
+    page.locator("#chat [data-testid='bot']").first.wait_for(state="detached", timeout=30_000)
+
+
+def test_answers_with_the_cited_article(page):
+    reply = _ask(page, "Which platform is Grok integrated into?")
+    assert "Answer:" in reply and "confidence" in reply
+    assert "X" in page.locator("#chat [data-testid='bot'] strong").first.inner_text()
+    assert "000_1a2eb30073d68791.txt" in reply or "Musk’s xAI Joins Microsoft" in reply
+    assert page.locator("#chat [data-testid='bot'] mark").count() >= 1
+
+
+def test_question_outside_the_corpus_is_not_answered(page):
+    reply = _ask(page, "What is the capital of France?")
+    assert "couldn't find the answer" in reply
+
+
+def test_markup_in_a_question_is_shown_as_text(page):
+    _ask(page, "Who clicked <img src=x onerror=alert(1)> or [here](http://evil.example)?")
+    user = page.locator("#chat [data-testid='user']").last.inner_text()
+    assert "<img src=x onerror=alert(1)>" in user and "[here](http://evil.example)" in user
+    assert page.locator("#chat img[src='x']").count() == 0
+    assert page.locator("#chat a[href*='evil']").count() == 0
