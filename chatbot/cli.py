@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -40,6 +41,113 @@ def _eval(args) -> int:
     )
 
 
+def _settings(args):
+    from .config import Settings
+
+    return Settings.from_env().with_(
+        corpus_dir=Path(args.corpus), index_dir=Path(args.index), reader=getattr(args, "reader", None)
+    )
+
+
+def _load_chatbot(args):
+    from .pipeline import Chatbot
+
+    return Chatbot.load(settings=_settings(args))
+
+
+def _print_json(data: dict) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _snippet(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _print_answer(answer) -> None:
+    if answer.text is None:
+        print("Not found in the corpus.")
+    else:
+        print(f"Answer: {answer.text}  (confidence {answer.score:.2f})")
+    if answer.searched_for != answer.question:
+        print(f"Searched for: {answer.searched_for}")
+    print("Closest passages:" if answer.text is None else "Sources:")
+    for n, c in enumerate(answer.citations, 1):
+        print(f"  [{n}] {c.source}, chars {c.start}-{c.end}: {c.title}")
+        text = c.text
+        if c.answer_start is not None:
+            a, e = c.answer_start - c.start, c.answer_end - c.start
+            text = f"{text[:a]}**{text[a:e]}**{text[e:]}"
+        print(f"      {_snippet(text)}")
+
+
+def _ask(args) -> int:
+    answer = _load_chatbot(args).ask(args.question, k=args.k)
+    if args.json:
+        _print_json(answer.to_dict())
+    else:
+        _print_answer(answer)
+    return 0
+
+
+def _search(args) -> int:
+    passages = _load_chatbot(args).search(args.query, k=args.k)
+    if args.json:
+        _print_json({"query": args.query, "passages": [p.to_dict() for p in passages]})
+        return 0
+    for n, p in enumerate(passages, 1):
+        print(f"[{n}] {p.source}, chars {p.start}-{p.end} (score {p.score:.4f}): {p.title}")
+        print(f"    {_snippet(p.text)}")
+    return 0
+
+
+def _index(args) -> int:
+    from .pipeline import ensure_index
+
+    settings = _settings(args)
+    index = ensure_index(settings, progress=True)
+    files = len({p.source for p in index.passages})
+    print(f"index {settings.index_dir}: {len(index)} passages from {files} files, embedder {index.embedder_name}")
+    return 0
+
+
+def _chat(args) -> int:
+    from .conversation import Conversation
+
+    bot = _load_chatbot(args)
+    conversation = Conversation()
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Ask a question about the corpus; an empty line ends the chat.")
+    while True:
+        if interactive:
+            print("> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line.strip():
+            return 0
+        try:
+            _print_answer(conversation.ask(bot, line.strip(), k=args.k))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+        print()
+
+
+def _serve(args) -> int:
+    from .web import serve
+
+    serve(_settings(args), host=args.host, port=args.port)
+    return 0
+
+
+def _add_corpus_args(p: argparse.ArgumentParser, settings, *, reader: bool = True, k: bool = True) -> None:
+    p.add_argument("--corpus", default=str(settings.corpus_dir), metavar="DIR", help="folder of .txt/.md articles")
+    p.add_argument("--index", default=str(settings.index_dir), metavar="DIR", help="index folder (built when missing or stale)")
+    if reader:
+        p.add_argument("--reader", metavar="PATH", help="reader model directory (default: the shipped model)")
+    if k:
+        p.add_argument("-k", type=int, default=settings.top_k, help="passages to retrieve (1-50)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatbot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"chatbot {__version__}")
@@ -70,6 +178,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=str(settings.index_dir), metavar="DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("ask", help="answer one question, with cited passages")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    _add_corpus_args(p, settings)
+    p.set_defaults(func=_ask)
+
+    p = sub.add_parser("search", help="show the passages retrieved for a query")
+    p.add_argument("query")
+    p.add_argument("--json", action="store_true", help="print the passages as one JSON object")
+    _add_corpus_args(p, settings)
+    p.set_defaults(func=_search)
+
+    p = sub.add_parser("index", help="build the index (or rebuild it when the corpus or settings changed)")
+    _add_corpus_args(p, settings, reader=False, k=False)
+    p.set_defaults(func=_index)
+
+    p = sub.add_parser("chat", help="interactive chat in the terminal; an empty line or EOF ends it")
+    _add_corpus_args(p, settings)
+    p.set_defaults(func=_chat)
+
+    p = sub.add_parser("serve", help="web chat in the browser (Gradio)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=7860, help="port to listen on (default: %(default)s)")
+    _add_corpus_args(p, settings, k=False)
+    p.set_defaults(func=_serve)
     return parser
 
 
@@ -77,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ChatbotError as exc:
+    except (ChatbotError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

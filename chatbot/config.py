@@ -35,6 +35,13 @@ class Settings:
     top_k: int = 5
     max_question_chars: int = 1000
     threads: int = 2
+    # Answering (chatbot.pipeline). Tuned on evals/questions.jsonl, see the comments.
+    similarity_weight: float = 0.3  # share of the passage's dense cosine in an answer's combined score
+    answer_threshold: float = 0.3  # abstain when the best combined score is lower
+    min_similarity: float = 0.3  # abstain when no retrieved passage has a dense cosine this high
+    reader_top_k: int = 10  # candidate spans the reader returns
+    max_citations: int = 3  # passages cited per answer
+    alternatives: int = 3  # runner-up answers kept on Answer.alternatives
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

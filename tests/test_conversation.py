@@ -1,0 +1,68 @@
+"""Follow-up resolution: pronouns, ellipsis, topic changes, Russian, chains and live sessions."""
+
+from types import SimpleNamespace
+
+from chatbot.conversation import Conversation, is_followup, resolve_followup, subject_terms
+
+
+def test_pronoun_followup_gets_the_earlier_subject():
+    query = resolve_followup("How many GPUs does it house?", ["What is xAI's data center in Memphis called?"])
+    assert query.startswith("How many GPUs does it house?")
+    assert "Memphis" in query and "xAI's" in query
+
+
+def test_ellipsis_followup_gets_the_earlier_subject():
+    history = ["How much funding did Musk aim to secure for xAI in April?"]
+    for question in ("At what valuation?", "And when?", "What about Oracle?", "What else?"):
+        assert is_followup(question), question
+        assert "xAI" in resolve_followup(question, history)
+
+
+def test_topic_change_is_not_polluted():
+    history = ["What is xAI's data center in Memphis called?"]
+    for question in ("Who is the CEO of OpenAI?", "What is the capital of France?",
+                     "Which OpenAI product maintains its dominant market position?"):
+        assert resolve_followup(question, history) == question
+
+
+def test_russian_followup():
+    query = resolve_followup("Какой чат-бот он поддерживает?", ["Как называется центр обработки данных XAI в Мемфисе?"])
+    assert "XAI" in query and "Мемфисе" in query
+    assert resolve_followup("А сколько ещё?", ["Сколько денег собрал стартап Маска?"]).endswith("(Маска денег собрал стартап)")
+    assert resolve_followup("Кто основал OpenAI?", ["Сколько денег собрал стартап Маска?"]) == "Кто основал OpenAI?"
+
+
+def test_chain_of_followups_keeps_the_first_subject():
+    history = ["What is xAI's data center in Memphis called?", "How many GPUs does it house?"]
+    assert "Memphis" in resolve_followup("Which chatbot does it power?", history)
+
+
+def test_bot_answer_is_used_in_a_live_session():
+    query = resolve_followup("Who is its CEO?", ["Which AI company did Musk co-found but later leave?"], ["OpenAI"])
+    assert query.startswith("Who is its CEO? (OpenAI ")
+
+
+def test_no_history_or_nothing_to_add_returns_the_question():
+    assert resolve_followup("  How old is she? ", []) == "How old is she?"
+    assert resolve_followup("And when?", ["When?"]) == "And when?"
+    assert subject_terms("Who is the CEO of X?") == ["CEO", "X"]
+
+
+def test_conversation_records_turns_and_passes_them_on():
+    seen = []
+
+    class Bot:
+        def ask(self, question, history, k, answers):
+            seen.append((question, list(history), list(answers), k))
+            return SimpleNamespace(text="Colossus" if not history else None)
+
+    conv = Conversation(max_turns=2)
+    conv.ask(Bot(), "What is xAI's data center in Memphis called?", k=3)
+    assert "Colossus" in conv.resolve("How many GPUs does it house?")
+    conv.ask(Bot(), "How many GPUs does it house?")
+    conv.ask(Bot(), "Which chatbot does it power?")
+    assert seen[1] == ("How many GPUs does it house?", ["What is xAI's data center in Memphis called?"], ["Colossus"], 5)
+    assert conv.questions == ["How many GPUs does it house?", "Which chatbot does it power?"]
+    assert conv.answers == [None, None]
+    conv.reset()
+    assert conv.questions == [] and conv.answers == []

@@ -1,0 +1,117 @@
+"""End to end: index building and staleness, answers with exact citations, abstention, validation."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from chatbot import pipeline
+from chatbot.config import SHIPPED_READER_DIR, ChunkingSettings, Settings
+from chatbot.pipeline import Chatbot, ensure_index
+from chatbot.reader import Reader
+
+# Accept any span: the tiny random reader is for plumbing, not for answers.
+PERMISSIVE = dict(answer_threshold=0.0, min_similarity=-1.0)
+
+
+@pytest.fixture
+def make_bot(built_corpus, embedder, tiny_reader_dir):
+    corpus, index_dir = built_corpus
+
+    def make(**changes) -> Chatbot:
+        settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir, **changes)
+        reader = Reader(tiny_reader_dir, no_answer_threshold=0.0 if changes else 0.1)
+        return Chatbot(ensure_index(settings, embedder=embedder), settings, embedder, reader)
+    return make
+
+
+def test_citations_are_exact_slices_of_the_original_files(make_bot, built_corpus):
+    corpus = built_corpus[0]
+    answer = make_bot(**PERMISSIVE).ask("Which platform is Grok integrated into?", k=4)
+    assert answer.text and 0 <= answer.score <= 1
+    assert 1 <= len(answer.citations) <= 3
+    for c in answer.citations:
+        original = (corpus / c.source).read_text(encoding="utf-8")
+        assert c.text == original[c.start:c.end]
+    first = answer.citations[0]
+    assert first.start <= first.answer_start < first.answer_end <= first.end
+    original = (corpus / first.source).read_text(encoding="utf-8")
+    assert original[first.answer_start:first.answer_end] == answer.text
+    assert all(c.answer_start is None and c.answer_end is None for c in answer.citations[1:])
+    assert answer.text not in [s.text for s in answer.alternatives]
+    assert answer.to_dict()["answer"] == answer.text and answer.latency_ms > 0
+
+
+def test_abstains_on_an_off_topic_question_and_cites_the_closest_passages(make_bot):
+    answer = make_bot().ask("What is the boiling point of water at sea level in Fahrenheit?")
+    assert answer.text is None
+    assert answer.citations and all(c.answer_start is None for c in answer.citations)
+
+
+def test_followup_is_searched_with_its_subject(make_bot):
+    bot = make_bot(**PERMISSIVE)
+    history = ["What is xAI's data center in Memphis called?"]
+    answer = bot.ask("How many GPUs does it house?", history=history)
+    assert answer.question == "How many GPUs does it house?"
+    assert "Memphis" in answer.searched_for
+    assert answer.searched_for == bot.rewrite(answer.question, history)
+
+
+def test_input_validation(make_bot):
+    bot = make_bot(max_question_chars=40)
+    for bad in ("", "   \n\t"):
+        with pytest.raises(ValueError, match="empty"):
+            bot.ask(bad)
+    for k in (0, 51, 2.5, True):
+        with pytest.raises(ValueError, match="k must be"):
+            bot.ask("Who is the CEO of OpenAI?", k=k)
+        with pytest.raises(ValueError, match="k must be"):
+            bot.search("OpenAI", k=k)
+    answer = bot.ask("Who " + "really " * 5000 + "leads OpenAI?")
+    assert len(answer.question) <= 40 and answer.question.startswith("Who really")
+    assert len(bot.search("OpenAI CEO", k=2)) == 2
+
+
+def test_index_is_built_once_and_rebuilt_when_the_corpus_or_settings_change(corpus_copy, tmp_path, embedder, monkeypatch):
+    builds = []
+    real_build = pipeline.build_index
+    monkeypatch.setattr(pipeline, "build_index", lambda *a, **kw: builds.append(1) or real_build(*a, **kw))
+    settings = Settings().with_(corpus_dir=corpus_copy, index_dir=tmp_path / "index")
+    first = ensure_index(settings, embedder=embedder)
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert manifest["embedder"] == settings.embedder and manifest["chunking"] == settings.chunking.as_dict()
+    assert set(manifest["files"]) == {p.name for p in corpus_copy.iterdir()}
+    ensure_index(settings, embedder=embedder)
+    assert len(builds) == 1
+
+    path = corpus_copy / "003_b9ba9737376ecf2c.txt"
+    path.write_text(path.read_text(encoding="utf-8") + "\n\nThe quokka festival takes place in Perth every spring.\n",
+                    encoding="utf-8")
+    rebuilt = ensure_index(settings, embedder=embedder)
+    assert len(builds) == 2
+    assert any("quokka" in p.text for p in rebuilt.passages) and not any("quokka" in p.text for p in first.passages)
+
+    ensure_index(settings.with_(chunking=ChunkingSettings(max_chars=300)), embedder=embedder)
+    assert len(builds) == 3
+    (tmp_path / "index" / "passages.jsonl").write_text("damaged")
+    assert len(ensure_index(settings, embedder=embedder)) == len(rebuilt) and len(builds) == 4
+
+
+def _trained_reader() -> str | None:
+    if (SHIPPED_READER_DIR / "config.json").is_file():
+        return str(SHIPPED_READER_DIR)
+    env = os.environ.get("CHATBOT_READER")
+    return env if env and (Path(env) / "config.json").is_file() else None
+
+
+@pytest.mark.skipif(_trained_reader() is None, reason="no trained reader: chatbot/models/reader/ is not shipped "
+                    "yet and CHATBOT_READER does not point at a checkpoint")
+def test_real_corpus_and_reader_answer_with_citation(corpus_copy, tmp_path):
+    settings = Settings().with_(reader=_trained_reader())
+    bot = Chatbot.load(index_dir=tmp_path / "index", corpus_dir=corpus_copy, settings=settings)
+    bot.warm_up()
+    answer = bot.ask("Which platform is Grok integrated into?")
+    assert answer.text is not None and "X" in answer.text.split()
+    assert answer.citations[0].source == "000_1a2eb30073d68791.txt"
+    assert bot.ask("What is the capital of France?").text is None
