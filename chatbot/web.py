@@ -35,7 +35,6 @@ LOADING = "Indexing the corpus and loading the models… You can type a question
 READY = "Ready: ask a question about the news articles."
 FAILED = "The chatbot could not start: "
 INTERNAL_ERROR = "Sorry, something went wrong while answering. Please try again."
-MAX_SEARCH_K = 20
 
 # HTML-significant characters become named entities; markdown syntax characters become
 # numeric ones, which markdown treats as literal text (no emphasis, links, images, code).
@@ -203,8 +202,7 @@ class Handlers:
     def api_search(self, query: str, k: int = 5) -> dict:
         """``/search``: the ``k`` passages best matching ``query``."""
         self._api_check(query)
-        k = max(1, min(int(k), MAX_SEARCH_K))
-        return self._api_call(lambda bot: {"query": query, "passages": [p.to_dict() for p in bot.search(query, k)]})
+        return self._api_call(lambda bot: {"query": query, "passages": [p.to_dict() for p in bot.search(query, int(k))]})
 
     def _api_check(self, text: str) -> None:
         problem = check_question(text, self.settings.max_question_chars)

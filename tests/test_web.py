@@ -246,6 +246,8 @@ def test_api_handlers():
         handlers.api_ask("  ")
     with pytest.raises(gr.Error):
         handlers.api_search("!!!", 3)
+    with pytest.raises(gr.Error, match="went wrong"):
+        _handlers(FakeBot(fail=RuntimeError("secret internals"))).api_ask("Who is Musk?")
 
 
 def _free_port() -> int:
