@@ -31,8 +31,7 @@ def _eval(args) -> int:
 
     return evaluate(
         args.questions,
-        corpus_dir=args.corpus,
-        index_dir=args.index,
+        _settings(args),
         predictions_path=args.predictions,
         report_path=args.report,
         retriever_only=args.retriever_only,
@@ -174,9 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="OUT.json", help="write the metrics here")
     p.add_argument("--retriever-only", action="store_true", help="retrieval metrics only; no reader loaded")
     p.add_argument("--check", metavar="THRESHOLDS.json", help="exit 1 when a metric falls below its threshold")
-    p.add_argument("--corpus", default=str(settings.corpus_dir), metavar="DIR")
-    p.add_argument("--index", default=str(settings.index_dir), metavar="DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_corpus_args(p, settings, k=False)
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("ask", help="answer one question, with cited passages")

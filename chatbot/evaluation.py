@@ -1,4 +1,4 @@
-"""Evaluation helpers: the question set (loading, validation) and SQuAD-style scoring."""
+"""Evaluation: the question set (loading, validation), SQuAD-style scoring, and the `chatbot eval` runner with its report and gate."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ import string
 import sys
 import unicodedata
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 LANGS = ("en", "ru")
 KINDS = ("single", "followup", "unanswerable")
@@ -335,11 +339,12 @@ def _dash(value) -> str:
 
 def ask_in_conversation(chatbot, question: str, history: list[str]) -> dict:
     """Ask ``history`` then ``question`` in a fresh conversation, as the web chat does; the last answer."""
-    asked: list[str] = []
-    for turn in [*history, question]:
-        answer = chatbot.ask(turn, history=list(asked))
-        asked.append(turn)
-    return answer.to_dict()
+    from .conversation import Conversation
+
+    conversation = Conversation()
+    for turn in history:
+        conversation.ask(chatbot, turn)
+    return conversation.ask(chatbot, question).to_dict()
 
 
 def run(chatbot, rows: list[dict], *, retriever_only: bool = False, predictions=None,
@@ -371,29 +376,32 @@ def run(chatbot, rows: list[dict], *, retriever_only: bool = False, predictions=
     return report
 
 
-def evaluate(questions: str | Path, *, corpus_dir: str | Path, index_dir: str | Path,
+def evaluate(questions: str | Path, settings: Settings | None = None, *,
              predictions_path: str | Path | None = None, report_path: str | Path | None = None,
              retriever_only: bool = False, check: str | Path | None = None,
              progress: bool = True) -> int:
     """``chatbot eval``: validate, run, print the table, write the files, apply the gate.
 
+    ``settings`` (default: from the environment) give the corpus, index and reader.
     Returns the exit status: 0, or 1 when a threshold of ``check`` is not met.
     Raises ``ChatbotError`` for an invalid questions or thresholds file.
     """
+    from .config import Settings
     from .errors import ChatbotError
 
+    settings = settings or Settings.from_env()
     try:
         rows = load_questions(questions)
         thresholds = json.loads(Path(check).read_text(encoding="utf-8")) if check else {}
     except (OSError, ValueError) as exc:
         raise ChatbotError(str(exc)) from exc
-    problems = validate_rows(rows, corpus_dir) or ([] if rows else [f"{questions}: no questions"])
+    problems = validate_rows(rows, settings.corpus_dir) or ([] if rows else [f"{questions}: no questions"])
     if problems:
         raise ChatbotError(f"{questions} is not a valid question set ({len(problems)} problems):\n  "
                            + "\n  ".join(problems))
     from .pipeline import Chatbot
 
-    chatbot = Chatbot.load(index_dir=index_dir, corpus_dir=corpus_dir, progress=progress)
+    chatbot = Chatbot.load(settings=settings, progress=progress)
     if predictions_path:
         Path(predictions_path).parent.mkdir(parents=True, exist_ok=True)
     with open(predictions_path or os.devnull, "w", encoding="utf-8") as predictions:
