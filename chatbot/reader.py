@@ -78,7 +78,7 @@ class Reader:
             passages,
             truncation="only_second",
             max_length=s.max_length,
-            stride=s.stride,
+            stride=window_stride(s.max_length, s.stride),
             return_overflowing_tokens=True,
             return_offsets_mapping=True,
             padding=False,
@@ -119,6 +119,11 @@ def truncate_question(tokenizer, question: str, max_length: int) -> str:
     if len(enc["input_ids"]) <= budget:
         return question
     return question[: enc["offset_mapping"][budget - 1][1]]
+
+
+def window_stride(max_length: int, stride: int) -> int:
+    """Overlap between windows, kept below the room a (truncated) question leaves."""
+    return min(stride, max_length // 2)
 
 
 def _window_spans(start_logits, end_logits, sequence_ids, offsets, s: ReaderSettings):
