@@ -26,6 +26,23 @@ def _train_reader(args) -> int:
     return 0
 
 
+def _evaluate_reader(args) -> int:
+    from .config import SHIPPED_READER_DIR
+    from .training import TrainConfig, reader_report
+
+    report = reader_report(
+        Path(args.model or SHIPPED_READER_DIR),
+        [Path(p) for p in args.data] if args.data else TrainConfig().data,
+        Path(args.questions),
+        Path(args.corpus),
+        write_threshold=not args.keep_threshold,
+    )
+    _print_json(report)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 0
+
+
 def _eval(args) -> int:
     from .evaluation import evaluate
 
@@ -163,6 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=defaults.max_length)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.set_defaults(func=_train_reader)
+
+    p = sub.add_parser(
+        "evaluate-reader",
+        help="held-out XQuAD EM/F1, corpus-paragraph F1 and no-answer threshold of a reader (developer step)",
+    )
+    p.add_argument("model", nargs="?", help="reader model directory (default: the shipped model)")
+    p.add_argument("--data", nargs="+", metavar="FILE_OR_DIR", help="SQuAD-format JSON (default: ../shared/qa-data/)")
+    p.add_argument("--questions", default="evals/questions.jsonl", metavar="FILE")
+    p.add_argument("--corpus", default="corpus", metavar="DIR")
+    p.add_argument("--report", metavar="OUT.json", help="also write the figures here")
+    p.add_argument("--keep-threshold", action="store_true", help="do not write the chosen threshold beside the weights")
+    p.set_defaults(func=_evaluate_reader)
 
     from .config import Settings
 

@@ -290,18 +290,104 @@ def _save(model, tokenizer, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+def _score_groups(items) -> dict:
+    """``items``: (group, prediction, golds) -> {group: {n, em, f1}} in percent."""
+    from .evaluation import exact_match, f1_score
+
+    groups: dict[str, list] = {}
+    for group, pred, golds in items:
+        groups.setdefault(group, []).append((exact_match(pred, golds), f1_score(pred, golds)))
+    return {
+        g: {"n": len(v), "em": round(100 * sum(e for e, _ in v) / len(v), 1), "f1": round(100 * sum(f for _, f in v) / len(v), 1)}
+        for g, v in sorted(groups.items())
+    }
+
+
+def _best_text(reader, question: str, context: str) -> str:
+    spans = reader.read(question, [context], top_k=1)
+    return spans[0].text if spans else ""
+
+
 def evaluate_heldout(model_dir: Path, heldout: list[QAExample]) -> dict:
     """EM/F1 (SQuAD normalisation) per held-out dataset, reading the gold paragraph."""
-    from .evaluation import exact_match, f1_score
     from .reader import Reader
 
-    reader = Reader(model_dir, no_answer_threshold=0.0)
-    scores: dict[str, dict] = {}
+    reader = Reader(model_dir)
+    return _score_groups((ex.dataset, _best_text(reader, ex.question, ex.context), [ex.answer_text]) for ex in heldout)
+
+
+def corpus_paragraph_cases(questions: Path, corpus_dir: Path) -> list[tuple[str, str, str, list[str]]]:
+    """(group, question, paragraph, answers) for answerable eval rows.
+
+    The paragraph is the line of the source file holding the row's first
+    evidence; follow-ups are asked in their standalone form. Groups: ``en``,
+    ``ru`` and ``en->ru`` (English question, answer only in the Russian text).
+    """
+    from .evaluation import load_questions
+
+    cases = []
+    for row in load_questions(questions):
+        if not row.get("answerable"):
+            continue
+        source = row["source"][0] if isinstance(row["source"], list) else row["source"]
+        evidence = row["evidence"][0] if isinstance(row["evidence"], list) else row["evidence"]
+        text = (corpus_dir / source).read_text(encoding="utf-8")
+        at = text.find(evidence)
+        start = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at + len(evidence))
+        paragraph = text[start : end if end >= 0 else len(text)]
+        doc_lang = "ru" if sum("а" <= c.lower() <= "я" for c in paragraph) > len(paragraph) / 3 else "en"
+        group = row["lang"] if row["lang"] == doc_lang else f"{row['lang']}->{doc_lang}"
+        cases.append((group, row.get("standalone") or row["question"], paragraph, row["answers"]))
+    return cases
+
+
+def choose_no_answer_threshold(reader, heldout: list[QAExample]) -> dict:
+    """Pick the span-probability threshold that best separates right from wrong paragraphs.
+
+    Positives: each held-out question with its own paragraph. Negatives: the
+    same question with a paragraph of another held-out article in the same
+    language (the answer is not there). The threshold maximises balanced
+    accuracy; the curve's neighbourhood is returned for the model card.
+    """
+    import numpy as np
+
+    rng = random.Random(0)
+    pos, neg = [], []
     for ex in heldout:
-        spans = reader.read(ex.question, [ex.context], top_k=1)
-        pred = spans[0].text if spans else ""
-        s = scores.setdefault(ex.dataset, {"n": 0, "em": 0.0, "f1": 0.0})
-        s["n"] += 1
-        s["em"] += exact_match(pred, [ex.answer_text])
-        s["f1"] += f1_score(pred, [ex.answer_text])
-    return {d: {"n": s["n"], "em": round(100 * s["em"] / s["n"], 1), "f1": round(100 * s["f1"] / s["n"], 1)} for d, s in scores.items()}
+        others = [o for o in heldout if o.dataset == ex.dataset and o.title != ex.title]
+        wrong = rng.choice(others).context
+        for target, context in ((pos, ex.context), (neg, wrong)):
+            spans = reader.read(ex.question, [context], top_k=1)
+            target.append(spans[0].score if spans else 0.0)
+    pos_a, neg_a = np.array(pos), np.array(neg)
+    best = max(
+        (float(t) for t in np.linspace(0.01, 0.9, 90)),
+        key=lambda t: ((pos_a >= t).mean() + (neg_a < t).mean()) / 2,
+    )
+    return {
+        "threshold": round(best, 2),
+        "answered_when_right_paragraph": round(100 * float((pos_a >= best).mean()), 1),
+        "abstained_when_wrong_paragraph": round(100 * float((neg_a < best).mean()), 1),
+        "pairs": len(pos),
+    }
+
+
+def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir: Path, write_threshold: bool = True) -> dict:
+    """Held-out XQuAD EM/F1, corpus-paragraph F1 and the no-answer threshold of one checkpoint."""
+    from .reader import READER_CONFIG, Reader
+
+    examples = [e for f in find_data_files(data) for e in load_squad(f)]
+    _, heldout = split_heldout(examples)
+    reader = Reader(model_dir)
+    report = {"heldout_xquad": evaluate_heldout(model_dir, heldout)}
+    report["corpus_paragraphs"] = _score_groups(
+        (g, _best_text(reader, q, p), answers) for g, q, p, answers in corpus_paragraph_cases(questions, corpus_dir)
+    )
+    report["no_answer"] = choose_no_answer_threshold(reader, heldout)
+    if write_threshold:
+        config_file = Path(model_dir) / READER_CONFIG
+        stored = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+        stored["no_answer_threshold"] = report["no_answer"]["threshold"]
+        config_file.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+    return report
