@@ -11,6 +11,7 @@ weights in ``reader_config.json`` (chosen on held-out data, see the model card).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ class ReaderSettings:
     max_answer_tokens: int = 24
     n_best: int = 20
     no_answer_threshold: float = DEFAULT_NO_ANSWER_THRESHOLD
+    type_prior: bool = True
 
 
 class Reader:
@@ -102,6 +104,9 @@ class Reader:
                     key = (p, start, end)
                     if score > best.get(key, -1.0):
                         best[key] = score
+        if s.type_prior:
+            expects = expected_answer_type(question)
+            best = {key: sc * type_prior(expects, passages[key[0]][key[1] : key[2]]) for key, sc in best.items()}
         ranked = sorted(best.items(), key=lambda kv: -kv[1])[:top_k]
         return [
             Span(text=passages[p][a:e], score=float(sc), passage_index=p, start=a, end=e)
@@ -110,6 +115,36 @@ class Reader:
 
     def is_answer(self, span: Span | None) -> bool:
         return span is not None and span.score >= self.settings.no_answer_threshold
+
+
+# The first question word decides what kind of span is expected.
+_QUESTION_TYPES = (
+    ("amount", re.compile(r"\b(how (much|many|big|large)|what (amount|percentage|sum|valuation)|сколько)\b", re.I)),
+    ("date", re.compile(r"\b(when|what (year|date|month|day)|which (year|date)|когда|в каком году)\b", re.I)),
+    ("name", re.compile(r"\b(who|whom|whose|кто|кого|кому|чей|чья)\b", re.I)),
+)
+_NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|hundred|thousand|million|billion|trillion|"
+                     r"миллион\w*|миллиард\w*|тысяч\w*)\b", re.I)
+_DATE = re.compile(r"\d|\b(january|february|march|april|may|june|july|august|september|october|november|december|"
+                   r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|yesterday|today|year|январ\w*|феврал\w*|"
+                   r"март\w*|апрел\w*|ма[йя]|июн\w*|июл\w*|август\w*|сентябр\w*|октябр\w*|ноябр\w*|декабр\w*)\b", re.I)
+_NAME = re.compile(r"(?:^|[\s(\"«])[A-ZА-ЯЁ]")
+# How much a span that does not look like the expected type keeps of its probability.
+TYPE_MISMATCH_FACTOR = 0.3
+
+
+def expected_answer_type(question: str) -> str | None:
+    """'amount', 'date', 'name' or None, from the earliest question word found."""
+    found = [(m.start(), kind) for kind, pattern in _QUESTION_TYPES if (m := pattern.search(question))]
+    return min(found)[1] if found else None
+
+
+def type_prior(expected: str | None, span_text: str) -> float:
+    """1.0 when the span looks like the expected answer type (or none is expected), else a penalty."""
+    pattern = {"amount": _NUMBER, "date": _DATE, "name": _NAME}.get(expected)
+    if pattern is None or pattern.search(span_text):
+        return 1.0
+    return TYPE_MISMATCH_FACTOR
 
 
 def truncate_question(tokenizer, question: str, max_length: int) -> str:

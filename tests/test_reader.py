@@ -12,7 +12,14 @@ import torch
 
 from chatbot.config import SHIPPED_READER_DIR
 from chatbot.errors import ModelLoadError
-from chatbot.reader import Reader, ReaderSettings, _window_spans, truncate_question
+from chatbot.reader import (
+    Reader,
+    ReaderSettings,
+    _window_spans,
+    expected_answer_type,
+    truncate_question,
+    type_prior,
+)
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +210,47 @@ def test_shipped_model_directory_is_complete():
         pytest.skip("the trained reader is not in chatbot/models/reader/")
     names = {p.name for p in Path(SHIPPED_READER_DIR).iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "reader_config.json", "README.md"} <= names
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("How much did xAI raise?", "amount"),
+        ("And when was it published?", "date"),
+        ("Who is the CEO of X?", "name"),
+        ("Сколько денег собрал Маск?", "amount"),
+        ("Кто генеральный директор X?", "name"),
+        ("What is Grok?", None),
+        ("Who paid how much?", "name"),
+    ],
+)
+def test_expected_answer_type_comes_from_the_first_question_word(question, expected):
+    assert expected_answer_type(question) == expected
+
+
+def test_type_prior_keeps_matching_spans_and_penalises_others():
+    assert type_prior("amount", "$30 billion") == 1.0
+    assert type_prior("amount", "12 миллиардов долларов") == 1.0
+    assert type_prior("date", "May 26, 2024") == 1.0
+    assert type_prior("name", "Anthony Burr") == type_prior("name", "Элон Маск") == 1.0
+    assert type_prior(None, "anything") == 1.0
+    assert type_prior("amount", "Microsoft") < 1.0
+    assert type_prior("name", "the platform") < 1.0
+
+
+def test_type_prior_reranks_the_readers_spans(tokenizer):
+    """Two equally likely spans: the amount wins a how-much question."""
+    amount_id = tokenizer.convert_tokens_to_ids("30")
+    word_id = tokenizer.convert_tokens_to_ids("memphis")
+
+    class TwoPeaks:
+        def __call__(self, input_ids, **_):
+            peak = torch.where((input_ids == amount_id) | (input_ids == word_id), 10.0, 0.0)
+            return SimpleNamespace(start_logits=peak, end_logits=peak)
+
+    passages = ["Turbines went to Memphis.", "There were 30 turbines."]
+    with_prior = _reader_with(TwoPeaks(), tokenizer, type_prior=True).read("How many turbines?", passages)
+    assert with_prior[0].text == "30" and with_prior[1].text == "Memphis"
+    without = _reader_with(TwoPeaks(), tokenizer, type_prior=False).read("How many turbines?", passages)
+    assert {without[0].text, without[1].text} == {"30", "Memphis"}
+    assert without[0].score == pytest.approx(without[1].score)
