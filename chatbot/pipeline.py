@@ -6,6 +6,8 @@ lazily, once. ``Chatbot.ask`` resolves follow-ups, retrieves ``k`` passages,
 reads them, and keeps the best span by a score that combines the reader's
 probability with the passage's dense similarity; it abstains when the corpus
 holds nothing close enough to the question or no span scores high enough.
+``Retriever`` is the retrieval half alone (``load`` and ``search``), for programs
+that want cited passages without the reader.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .chunking import chunk_corpus
 from .config import Settings
@@ -24,6 +27,9 @@ from .index import VectorIndex, build_index, is_stale, load_index
 from .reader import Reader
 from .retrieval import MAX_K, HybridRetriever, RetrievedPassage
 from .types import Answer, Citation, Span
+
+if TYPE_CHECKING:
+    from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -92,30 +98,60 @@ def clean_question(question, max_chars: int) -> str:
     return question
 
 
-class Chatbot:
-    """Question answering over one indexed corpus; thread-safe once loaded."""
+class Retriever:
+    """Cited-passage search over one indexed corpus: the retrieval half of :class:`Chatbot`.
 
-    def __init__(self, index: VectorIndex, settings: Settings, embedder: TextEmbedder | None = None,
-                 reader: Reader | None = None):
+    ``search`` is safe to call from several threads at once.
+    """
+
+    def __init__(self, index: VectorIndex, settings: Settings, embedder: TextEmbedder | None = None):
         self.settings = settings
         self.index = index
         self.embedder = embedder or Embedder(settings.embedder)
-        self.reader = reader or Reader(settings.reader)
         self.retriever = HybridRetriever(index, self.embedder)
 
     @classmethod
-    def load(cls, index_dir: str | Path | None = None, corpus_dir: str | Path | None = None,
-             settings: Settings | None = None, progress: bool = False) -> "Chatbot":
-        """Open (building or rebuilding as needed) the index; directories default to ``settings``."""
+    def load(cls, index_dir: str | Path | None = None, corpus_dir: str | Path | None = None, *,
+             embedder: str | TextEmbedder | None = None, settings: Settings | None = None,
+             progress: bool = False) -> Self:
+        """Open the index of ``corpus_dir`` in ``index_dir``, building it first when missing or stale.
+
+        Directories default to ``settings`` (``index`` and ``corpus`` in the current directory, or
+        ``CHATBOT_INDEX``/``CHATBOT_CORPUS``); ``embedder`` is a sentence-transformers name or path,
+        or a loaded :class:`~chatbot.embedding.TextEmbedder`. Torch uses ``settings.threads`` threads.
+        Raises a :class:`~chatbot.errors.ChatbotError` whose message says how to fix the problem.
+        """
         settings = (settings or Settings.from_env()).with_(
             index_dir=Path(index_dir) if index_dir is not None else None,
             corpus_dir=Path(corpus_dir) if corpus_dir is not None else None,
+            embedder=embedder if isinstance(embedder, str) else getattr(embedder, "name", None),
         )
         import torch
 
         torch.set_num_threads(settings.threads)
-        embedder = Embedder(settings.embedder)
+        if embedder is None or isinstance(embedder, str):
+            embedder = Embedder(settings.embedder)
         return cls(ensure_index(settings, progress, embedder), settings, embedder)
+
+    def search(self, query: str, k: int = 5) -> list[RetrievedPassage]:
+        """The ``k`` (1 to 50) passages best matching ``query``, best first; ``ValueError`` on bad arguments.
+
+        Each passage has ``text``, ``score`` (fused rank score), ``source``, ``title`` and the
+        ``start``/``end`` character offsets of ``text`` in the original file.
+        """
+        return self.retriever.retrieve(clean_question(query, self.settings.max_question_chars), check_k(k))
+
+
+class Chatbot(Retriever):
+    """Question answering over one indexed corpus; thread-safe once loaded.
+
+    ``Chatbot.load(index_dir, corpus_dir)`` and ``search`` are those of :class:`Retriever`.
+    """
+
+    def __init__(self, index: VectorIndex, settings: Settings, embedder: TextEmbedder | None = None,
+                 reader: Reader | None = None):
+        super().__init__(index, settings, embedder)
+        self.reader = reader or Reader(settings.reader)
 
     def warm_up(self) -> None:
         """Load both models and run them once, so that the first question is fast."""
@@ -125,10 +161,6 @@ class Chatbot:
     def rewrite(self, question: str, history: list[str] | None = None, answers: list[str] | None = None) -> str:
         """The query a question is searched for (follow-ups get their earlier subject)."""
         return resolve_followup(clean_question(question, self.settings.max_question_chars), history or [], answers)
-
-    def search(self, query: str, k: int = 5) -> list[RetrievedPassage]:
-        """The ``k`` passages best matching ``query``, best first."""
-        return self.retriever.retrieve(clean_question(query, self.settings.max_question_chars), check_k(k))
 
     def ask(self, question: str, history: list[str] | None = None, k: int = 5,
             answers: list[str] | None = None) -> Answer:
