@@ -155,6 +155,13 @@ def _serve(args) -> int:
     return 0
 
 
+def _serve_api(args) -> int:
+    from .http_api import serve
+
+    serve(_settings(args), host=args.host, port=args.port)
+    return 0
+
+
 def _add_corpus_args(p: argparse.ArgumentParser, settings, *, reader: bool = True, k: bool = True) -> None:
     p.add_argument("--corpus", default=str(settings.corpus_dir), metavar="DIR", help="folder of .txt/.md articles")
     p.add_argument("--index", default=str(settings.index_dir), metavar="DIR", help="index folder (built when missing or stale)")
@@ -231,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port to listen on (default: %(default)s)")
     _add_corpus_args(p, settings, k=False)
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser("serve-api", help="HTTP API: POST /search, POST /ask, GET /health; docs at /docs")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    _add_corpus_args(p, settings, k=False)
+    p.set_defaults(func=_serve_api)
     return parser
 
 

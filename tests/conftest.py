@@ -1,4 +1,5 @@
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,23 @@ def built_corpus(tmp_path_factory, embedder):
     corpus = Path(shutil.copytree(ROOT / "corpus", root / "corpus"))
     ensure_index(Settings().with_(corpus_dir=corpus, index_dir=root / "index"), embedder=embedder)
     return corpus, root / "index"
+
+
+@pytest.fixture
+def trained_reader() -> str:
+    """Absolute path of the reader the product would use (``CHATBOT_READER`` or the shipped one); skips when untrained."""
+    from chatbot.config import Settings
+
+    reader = Path(Settings.from_env().reader).resolve()
+    if not (reader / "config.json").is_file():
+        pytest.skip(f"no trained reader at {reader}: chatbot/models/reader/ is not shipped yet "
+                    "(train one, or set CHATBOT_READER to a checkpoint)")
+    return str(reader)
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
