@@ -195,6 +195,12 @@ def _load(name_or_path: str, overrides: dict):
     except ImportError as exc:  # pragma: no cover - packaging error
         raise ModelLoadError(f"The reader needs torch and transformers: pip install . ({exc})") from exc
     path = Path(name_or_path)
+    looks_local = path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
+    if looks_local and not path.exists():
+        raise ModelLoadError(
+            f"Reader model directory {path} does not exist. Reinstall the package (pip install .) for the shipped "
+            "model, or point CHATBOT_READER / --reader at a directory holding a transformers QA checkpoint."
+        )
     if path.exists() and not (path / "config.json").is_file():
         raise ModelLoadError(
             f"Reader model directory {path} has no config.json. Reinstall the package (pip install .) "
