@@ -21,6 +21,7 @@ def _train_reader(args) -> int:
         epochs=args.epochs,
         max_length=args.max_length,
         seed=args.seed,
+        lr=args.lr,
     )
     train_reader(cfg)
     return 0
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float, default=defaults.epochs)
     p.add_argument("--max-length", type=int, default=defaults.max_length)
     p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (linear warm-up and decay)")
     p.set_defaults(func=_train_reader)
 
     p = sub.add_parser(

@@ -231,7 +231,7 @@ def train_reader(cfg: TrainConfig, log=print) -> dict:
         train = train[: cfg.limit]
     base = resolve_base(cfg.base)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForQuestionAnswering.from_pretrained(base).to(device)
+    model = AutoModelForQuestionAnswering.from_pretrained(base, dtype=torch.float32).to(device)
     feats = featurize(train, tokenizer, cfg, rng)
     log(f"{len(train)} training questions -> {len(feats)} windows; {len(heldout)} held-out questions; device {device}")
 
@@ -362,11 +362,11 @@ def choose_no_answer_threshold(reader, heldout: list[QAExample]) -> dict:
             target.append(spans[0].score if spans else 0.0)
     pos_a, neg_a = np.array(pos), np.array(neg)
     best = max(
-        (float(t) for t in np.linspace(0.01, 0.9, 90)),
+        (float(t) for t in np.geomspace(0.001, 0.9, 120)),
         key=lambda t: ((pos_a >= t).mean() + (neg_a < t).mean()) / 2,
     )
     return {
-        "threshold": round(best, 2),
+        "threshold": float(f"{best:.2g}"),
         "answered_when_right_paragraph": round(100 * float((pos_a >= best).mean()), 1),
         "abstained_when_wrong_paragraph": round(100 * float((neg_a < best).mean()), 1),
         "pairs": len(pos),
