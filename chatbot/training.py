@@ -285,7 +285,10 @@ def train_reader(cfg: TrainConfig, log=print) -> dict:
 def _save(model, tokenizer, out: Path) -> None:
     """fp16 safetensors that AutoModelForQuestionAnswering loads as is."""
     out.mkdir(parents=True, exist_ok=True)
+    import torch
+
     fp16 = {k: v.detach().to("cpu", copy=True).half() for k, v in model.state_dict().items()}
+    model.config.dtype = torch.float16  # describes the saved weights; the reader loads them as float32
     model.save_pretrained(out, state_dict=fp16, safe_serialization=True)
     tokenizer.save_pretrained(out)
 
