@@ -3,8 +3,8 @@
 ``Chatbot.load`` makes sure the on-disk index matches the corpus and settings
 (rebuilding it when a file, the embedder or the chunking changed); models load
 lazily, once. ``Chatbot.ask`` resolves follow-ups, retrieves ``k`` passages,
-reads them, and keeps the best span by a score that combines the reader's
-probability with the passage's dense similarity; it abstains when the corpus
+reads them, and keeps the best span by the reader's probability discounted by
+its passage's retrieval rank; it abstains when the corpus
 holds nothing close enough to the question or no span scores high enough.
 ``Retriever`` is the retrieval half alone (``load`` and ``search``), for programs
 that want cited passages without the reader.
@@ -173,8 +173,9 @@ class Chatbot(Retriever):
         check_k(k)
         searched_for = resolve_followup(question, history or [], answers)
         passages = self.retriever.retrieve(searched_for, k)
-        spans = self.reader.read(searched_for, [p.text for p in passages], top_k=self.settings.reader_top_k)
-        ranked = sorted(((self._combined(s, passages[s.passage_index]), s) for s in spans),
+        spans = self.reader.read(searched_for, [p.text for p in passages[: self._answerable_ranks(k)]],
+                                 top_k=self.settings.reader_top_k)
+        ranked = sorted(((s.score * self.settings.rank_decay ** s.passage_index, s) for s in spans),
                         key=lambda pair: -pair[0])
         best_score, best = ranked[0] if ranked else (0.0, None)
         if best is not None and not self._good_enough(best_score, best, passages):
@@ -189,10 +190,11 @@ class Chatbot(Retriever):
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
-    def _combined(self, span: Span, passage: RetrievedPassage) -> float:
-        """Reader probability blended with the passage's dense similarity, in [0, 1]."""
-        w = self.settings.similarity_weight
-        return (1 - w) * span.score + w * min(1.0, max(0.0, passage.dense_score))
+    def _answerable_ranks(self, k: int) -> int:
+        """How many top passages can still yield an answer: below that rank even a certain span
+        (probability 1) is discounted under ``answer_threshold``, so reading them is wasted time."""
+        s = self.settings
+        return max(1, min(k, sum(1 for rank in range(k) if s.rank_decay**rank >= s.answer_threshold)))
 
     def _good_enough(self, score: float, span: Span, passages: list[RetrievedPassage]) -> bool:
         s = self.settings

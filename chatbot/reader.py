@@ -30,7 +30,7 @@ DEFAULT_NO_ANSWER_THRESHOLD = 0.1
 class ReaderSettings:
     max_length: int = 256
     stride: int = 96
-    batch_size: int = 16
+    batch_size: int = 4  # small batches pad short English windows less than long Cyrillic ones
     max_answer_tokens: int = 24
     n_best: int = 20
     no_answer_threshold: float = DEFAULT_NO_ANSWER_THRESHOLD
