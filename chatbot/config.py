@@ -41,15 +41,16 @@ class Settings:
     max_question_chars: int = 1000
     threads: int = 2
     # Answering (chatbot.pipeline). An answer's score is the reader probability times
-    # rank_decay ** (retrieval rank of its passage): the reader's probabilities are per window and
-    # overconfident on distracting passages, so retrieval order breaks ties. Measured with the shipped
-    # reader on evals/questions.jsonl (k=5): blending in the dense cosine instead (weights 0-0.9) peaked
-    # at F1 49.9 with 53% abstention; rank decay 0.4 reached F1 57.2 without abstaining and 52.0 with
-    # answer_threshold 0.11 (80% abstention on unanswerable questions).
+    # rank_decay ** (best retrieval rank of its passage among the fused, dense and BM25 orders): the
+    # reader's probabilities are per window and overconfident on distracting passages, so retrieval
+    # order breaks ties. Measured with the shipped reader on evals/questions.jsonl (k=5): blending in
+    # the dense cosine instead (weights 0-0.9) peaked at F1 49.9 with 53% abstention on unanswerable
+    # questions; the fused rank alone with decay 0.4 gave F1 52.0 at 80% abstention; the best of the
+    # three ranks with decay 0.2 and answer_threshold 0.105 gave F1 55.0 at 80% abstention.
     # min_similarity: the best retrieved passage has cosine >= 0.20 for every answerable question and
     # < 0.15 for off-topic ones ("capital of France", "FIFA World Cup").
-    rank_decay: float = 0.4
-    answer_threshold: float = 0.11  # abstain when the best answer's score is lower
+    rank_decay: float = 0.2
+    answer_threshold: float = 0.105  # abstain when the best answer's score is lower
     min_similarity: float = 0.2  # abstain when no retrieved passage is at least this similar
     reader_top_k: int = 10  # candidate spans the reader returns
     max_citations: int = 3  # passages cited per answer

@@ -4,7 +4,7 @@
 (rebuilding it when a file, the embedder or the chunking changed); models load
 lazily, once. ``Chatbot.ask`` resolves follow-ups, retrieves ``k`` passages,
 reads them, and keeps the best span by the reader's probability discounted by
-its passage's retrieval rank; it abstains when the corpus
+its passage's best retrieval rank (:func:`best_ranks`); it abstains when the corpus
 holds nothing close enough to the question or no span scores high enough.
 ``Retriever`` is the retrieval half alone (``load`` and ``search``), for programs
 that want cited passages without the reader.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -173,9 +174,13 @@ class Chatbot(Retriever):
         check_k(k)
         searched_for = resolve_followup(question, history or [], answers)
         passages = self.retriever.retrieve(searched_for, k)
-        spans = self.reader.read(searched_for, [p.text for p in passages[: self._answerable_ranks(k)]],
-                                 top_k=self.settings.reader_top_k)
-        ranked = sorted(((s.score * self.settings.rank_decay ** s.passage_index, s) for s in spans),
+        ranks = best_ranks(passages)
+        readable = [i for i, rank in enumerate(ranks) if self.settings.rank_decay**rank >= self.settings.answer_threshold]
+        spans = [
+            replace(s, passage_index=readable[s.passage_index])
+            for s in self.reader.read(searched_for, [passages[i].text for i in readable], top_k=self.settings.reader_top_k)
+        ]
+        ranked = sorted(((s.score * self.settings.rank_decay ** ranks[s.passage_index], s) for s in spans),
                         key=lambda pair: -pair[0])
         best_score, best = ranked[0] if ranked else (0.0, None)
         if best is not None and not self._good_enough(best_score, best, passages):
@@ -189,12 +194,6 @@ class Chatbot(Retriever):
             alternatives=_distinct([s for _, s in ranked if s is not best])[: self.settings.alternatives],
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
-
-    def _answerable_ranks(self, k: int) -> int:
-        """How many top passages can still yield an answer: below that rank even a certain span
-        (probability 1) is discounted under ``answer_threshold``, so reading them is wasted time."""
-        s = self.settings
-        return max(1, min(k, sum(1 for rank in range(k) if s.rank_decay**rank >= s.answer_threshold)))
 
     def _good_enough(self, score: float, span: Span, passages: list[RetrievedPassage]) -> bool:
         s = self.settings
@@ -217,6 +216,23 @@ class Chatbot(Retriever):
                 answer_end=p.start + best.end if answer else None,
             ))
         return citations
+
+
+def best_ranks(passages: list[RetrievedPassage]) -> list[int]:
+    """Each passage's best rank among the fused, the dense and the BM25 order of ``passages``.
+
+    A passage that either retriever puts first is not discounted: BM25 finds rare names that the
+    dense model ranks low, and the dense model finds paraphrases. Passages whose discount puts even a
+    certain span under the answer threshold are not read at all.
+    """
+    n = len(passages)
+    dense = sorted(range(n), key=lambda i: -passages[i].dense_score)
+    bm25 = sorted(range(n), key=lambda i: -passages[i].bm25_score)
+    best = list(range(n))
+    for order in (dense, bm25):
+        for rank, i in enumerate(order):
+            best[i] = min(best[i], rank)
+    return best
 
 
 def _distinct(spans: list[Span]) -> list[Span]:

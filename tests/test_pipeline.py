@@ -111,7 +111,22 @@ def test_real_corpus_and_reader_answer_with_citation(corpus_copy, tmp_path):
     settings = Settings().with_(reader=_trained_reader())
     bot = Chatbot.load(index_dir=tmp_path / "index", corpus_dir=corpus_copy, settings=settings)
     bot.warm_up()
+    answer = bot.ask("Which platform is Grok integrated into?")
+    assert answer.text is not None and "X" in answer.text.split()
+    assert answer.citations[0].source == "000_1a2eb30073d68791.txt"
     answer = bot.ask("Where is the Colossus data center?")
     assert answer.text is not None and "Memphis" in answer.text
     assert answer.citations[0].source == "000_1a2eb30073d68791.txt"
     assert bot.ask("What is the capital of France?").text is None
+
+
+def test_best_ranks_takes_the_best_of_fused_dense_and_bm25_order():
+    from chatbot.pipeline import best_ranks
+    from chatbot.retrieval import RetrievedPassage
+
+    def passage(dense, bm25):
+        return RetrievedPassage(text="t", source="s", title="t", start=0, end=1, dense_score=dense, bm25_score=bm25)
+
+    # fused order 0..3; passage 2 is first by BM25, passage 3 second by dense
+    passages = [passage(0.9, 1.0), passage(0.5, 0.5), passage(0.1, 3.0), passage(0.6, 0.0)]
+    assert best_ranks(passages) == [0, 1, 0, 1]
