@@ -1,7 +1,6 @@
 """The eval runner: metrics against hand calculations, the report schema, a real run, bad input."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -192,12 +191,7 @@ def test_run_asks_history_in_a_fresh_conversation(tmp_path):
     assert report["followup_vs_standalone"]["n"] == 1
 
 
-def _trained_reader() -> bool:
-    return (Path(Settings.from_env().reader) / "config.json").is_file()
-
-
-@pytest.mark.skipif(not _trained_reader(), reason="no trained reader in chatbot/models/reader/ or CHATBOT_READER")
-def test_real_runner_on_tiny_set(tmp_path, capsys):
+def test_real_runner_on_tiny_set(tmp_path, capsys, trained_reader):
     wanted = ["en-000-02", "ru-002-01", "fu-01", "na-01"]
     rows = {r["id"]: r for r in map(json.loads, (ROOT / "evals" / "questions.jsonl").read_text(
         encoding="utf-8").splitlines())}

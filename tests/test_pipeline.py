@@ -1,13 +1,11 @@
 """End to end: index building and staleness, answers with exact citations, abstention, validation."""
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from chatbot import pipeline
-from chatbot.config import SHIPPED_READER_DIR, ChunkingSettings, Settings
+from chatbot.config import ChunkingSettings, Settings
 from chatbot.pipeline import Chatbot, ensure_index
 from chatbot.reader import Reader
 
@@ -98,17 +96,8 @@ def test_index_is_built_once_and_rebuilt_when_the_corpus_or_settings_change(corp
     assert len(ensure_index(settings, embedder=embedder)) == len(rebuilt) and len(builds) == 4
 
 
-def _trained_reader() -> str | None:
-    if (SHIPPED_READER_DIR / "config.json").is_file():
-        return str(SHIPPED_READER_DIR)
-    env = os.environ.get("CHATBOT_READER")
-    return env if env and (Path(env) / "config.json").is_file() else None
-
-
-@pytest.mark.skipif(_trained_reader() is None, reason="no trained reader: chatbot/models/reader/ is not shipped "
-                    "yet and CHATBOT_READER does not point at a checkpoint")
-def test_real_corpus_and_reader_answer_with_citation(corpus_copy, tmp_path):
-    settings = Settings().with_(reader=_trained_reader())
+def test_real_corpus_and_reader_answer_with_citation(corpus_copy, tmp_path, trained_reader):
+    settings = Settings().with_(reader=trained_reader)
     bot = Chatbot.load(index_dir=tmp_path / "index", corpus_dir=corpus_copy, settings=settings)
     bot.warm_up()
     answer = bot.ask("Which platform is Grok integrated into?")

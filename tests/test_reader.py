@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,22 +32,9 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tokenizer):
-    """A randomly initialised, tiny BERT QA checkpoint saved like a real one."""
-    from transformers import BertConfig, BertForQuestionAnswering
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=512,
-    )
-    out = tmp_path_factory.mktemp("tiny-reader")
-    BertForQuestionAnswering(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
+def tiny_model_dir(tmp_path_factory, tiny_reader_dir):
+    """The shared tiny random checkpoint with reader settings of its own beside the weights."""
+    out = Path(shutil.copytree(tiny_reader_dir, tmp_path_factory.mktemp("tiny") / "reader"))
     (out / "reader_config.json").write_text(json.dumps({"no_answer_threshold": 0.25, "max_length": 64}))
     return out
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 
 import gradio as gr
 import pytest
@@ -250,17 +249,11 @@ def test_api_handlers():
         _handlers(FakeBot(fail=RuntimeError("secret internals"))).api_ask("Who is Musk?")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_app_serves_named_api_endpoints():
+def test_app_serves_named_api_endpoints(free_port):
     from gradio_client import Client
 
     app = build_app(chatbot_factory=FakeBot, settings=Settings())
-    port = _free_port()
+    port = free_port
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
