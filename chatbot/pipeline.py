@@ -27,6 +27,7 @@ from .errors import IndexBuildError, IndexLoadError
 from .index import VectorIndex, build_index, is_stale, load_index
 from .reader import Reader
 from .retrieval import MAX_K, HybridRetriever, RetrievedPassage
+from .sentence_reader import SentenceReader
 from .types import Answer, Citation, Span
 
 if TYPE_CHECKING:
@@ -155,6 +156,8 @@ class Chatbot(Retriever):
                  reader: Reader | None = None):
         super().__init__(index, settings, embedder)
         self.reader = reader or Reader(settings.reader)
+        multilingual = self.retriever.multilingual
+        self.sentence_reader = SentenceReader(multilingual) if multilingual is not None else None
 
     def warm_up(self) -> None:
         """Load the models (embedders and reader) and run them once, so that the first question is fast."""
@@ -176,10 +179,7 @@ class Chatbot(Retriever):
         passages = self.retriever.retrieve(searched_for, k)
         ranks = best_ranks(passages)
         readable = [i for i, rank in enumerate(ranks) if self.settings.rank_decay**rank >= self.settings.answer_threshold]
-        spans = [
-            replace(s, passage_index=readable[s.passage_index])
-            for s in self.reader.read(searched_for, [passages[i].text for i in readable], top_k=self.settings.reader_top_k)
-        ]
+        spans = self._read(searched_for, passages, readable)
         ranked = sorted(((s.score * self.settings.rank_decay ** ranks[s.passage_index], s) for s in spans),
                         key=lambda pair: -pair[0])
         best_score, best = ranked[0] if ranked else (0.0, None)
@@ -194,6 +194,19 @@ class Chatbot(Retriever):
             alternatives=_distinct([s for _, s in ranked if s is not best])[: self.settings.alternatives],
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
+
+    def _read(self, question: str, passages: list[RetrievedPassage], readable: list[int]) -> list[Span]:
+        """Spans from the passages ``readable`` (indices into ``passages``): the neural reader reads
+        the languages it knows, the sentence reader the others."""
+        by_reader = {self.reader: readable}
+        if self.sentence_reader is not None:
+            by_reader = {self.reader: [i for i in readable if self.reader.reads(passages[i].lang)],
+                         self.sentence_reader: [i for i in readable if not self.reader.reads(passages[i].lang)]}
+        return [
+            replace(s, passage_index=chosen[s.passage_index])
+            for reader, chosen in by_reader.items() if chosen
+            for s in reader.read(question, [passages[i].text for i in chosen], top_k=self.settings.reader_top_k)
+        ]
 
     def _good_enough(self, score: float, span: Span, passages: list[RetrievedPassage]) -> bool:
         s = self.settings

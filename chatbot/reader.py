@@ -35,6 +35,9 @@ class ReaderSettings:
     n_best: int = 20
     no_answer_threshold: float = DEFAULT_NO_ANSWER_THRESHOLD
     type_prior: bool = True
+    # Languages the model reads well; passages in others go to the sentence reader
+    # (chatbot.sentence_reader). None: every language.
+    languages: tuple[str, ...] | None = None
 
 
 class Reader:
@@ -112,6 +115,11 @@ class Reader:
             Span(text=passages[p][a:e], score=float(sc), passage_index=p, start=a, end=e)
             for (p, a, e), sc in ranked
         ]
+
+    def reads(self, lang: str) -> bool:
+        """Whether the model reads passages in language ``lang`` well (see ``ReaderSettings.languages``)."""
+        languages = self.settings.languages
+        return languages is None or lang in languages
 
     def is_answer(self, span: Span | None) -> bool:
         return span is not None and span.score >= self.settings.no_answer_threshold
@@ -223,5 +231,8 @@ def _load(name_or_path: str, overrides: dict):
     if config_file.is_file():
         stored = json.loads(config_file.read_text(encoding="utf-8"))
     known = ReaderSettings.__dataclass_fields__
-    settings = ReaderSettings(**{k: v for k, v in {**stored, **overrides}.items() if k in known})
+    values = {k: v for k, v in {**stored, **overrides}.items() if k in known}
+    if values.get("languages") is not None:
+        values["languages"] = tuple(values["languages"])
+    settings = ReaderSettings(**values)
     return tokenizer, model, settings

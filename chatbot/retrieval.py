@@ -109,6 +109,11 @@ class HybridRetriever:
         corpus_tokens = [tokenize(f"{p.title}\n{p.text}") for p in index.passages]
         self._bm25.index(corpus_tokens, show_progress=False)
 
+    @property
+    def multilingual(self) -> TextEmbedder | None:
+        """The multilingual embedder, or None when the index has no multilingual vectors."""
+        return self._multilingual
+
     def warm_up(self) -> None:
         """Load the embedding models now, so that the first query is fast."""
         for embedder in (self._embedder, self._multilingual):
