@@ -207,10 +207,11 @@ def _shares_root(stem: str, question_terms: frozenset[str]) -> bool:
     or, across scripts, the same sound ("memphi" and "мемфис" both start "memfi")."""
     if stem in question_terms:
         return True
-    key = _sound(stem)
+    key, latin = _sound(stem), bool(_LATIN.search(stem))
     return any(
         len(stem) >= ROOT_CHARS and t[:ROOT_CHARS] == stem[:ROOT_CHARS]
-        or len(key) >= ROOT_CHARS - 1 and _sound(t)[: ROOT_CHARS - 1] == key[: ROOT_CHARS - 1]
+        or len(key) >= ROOT_CHARS - 1 and latin != bool(_LATIN.search(t))
+        and _sound(t)[: ROOT_CHARS - 1] == key[: ROOT_CHARS - 1]
         for t in question_terms)
 
 

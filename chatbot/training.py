@@ -377,16 +377,26 @@ def choose_no_answer_threshold(reader, heldout: list[QAExample]) -> dict:
 
 
 def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir: Path, write_threshold: bool = True) -> dict:
-    """Held-out XQuAD EM/F1, corpus-paragraph F1 and the no-answer threshold of one checkpoint."""
+    """Held-out XQuAD EM/F1, corpus-paragraph F1 and the no-answer threshold of one checkpoint,
+    plus the same figures of the sentence reader on the languages the checkpoint leaves to it."""
+    from .embedding import UseEmbedder
     from .reader import READER_CONFIG, Reader
+    from .sentence_reader import SentenceReader
 
     examples = [e for f in find_data_files(data) for e in load_squad(f)]
     _, heldout = split_heldout(examples)
     reader = Reader(model_dir)
     report = {"heldout_xquad": evaluate_heldout(model_dir, heldout)}
-    report["corpus_paragraphs"] = _score_groups(
-        (g, _best_text(reader, q, p), answers) for g, q, p, answers in corpus_paragraph_cases(questions, corpus_dir)
-    )
+    cases = corpus_paragraph_cases(questions, corpus_dir)
+    report["corpus_paragraphs"] = _score_groups((g, _best_text(reader, q, p), answers) for g, q, p, answers in cases)
+    if not reader.reads("ru"):  # Russian passages go to the sentence reader: measure it on them too
+        sentence_reader = SentenceReader(UseEmbedder())
+        report["sentence_reader"] = {
+            "heldout_xquad": _score_groups((ex.dataset, _best_text(sentence_reader, ex.question, ex.context),
+                                            [ex.answer_text]) for ex in heldout if ex.dataset.endswith("ru")),
+            "corpus_paragraphs": _score_groups((g, _best_text(sentence_reader, q, p), answers)
+                                               for g, q, p, answers in cases if g.endswith("ru")),
+        }
     report["no_answer"] = choose_no_answer_threshold(reader, heldout)
     if write_threshold:
         config_file = Path(model_dir) / READER_CONFIG
