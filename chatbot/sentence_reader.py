@@ -37,7 +37,7 @@ from .types import Span
 # A word: an amount ("$30", "1,5", "20%"), or letters/digits with inner hyphens or apostrophes.
 _WORD = re.compile(r"[$€£]?\d[\d.,]*%?|\w+(?:[-'’]\w+)*")
 # Candidates never cross these: clause punctuation, quotes and brackets.
-_CLAUSE_BREAK = re.compile(r"[,;:()«»\"“”„—–!?]|\s-\s|\.\s")
+_CLAUSE_BREAK = re.compile(r"[,;:()«»\"“”„—–!?\n]|\s-\s|\.\s")
 _LATIN = re.compile(r"[A-Za-z]")
 _NUMBER_WORD = re.compile(
     r"^(\d.*|[$€£]\d.*|one|two|three|four|five|six|seven|eight|nine|ten|hundred|thousand|million|billion|"
