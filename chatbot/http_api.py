@@ -2,7 +2,7 @@
 
 ``POST /search`` returns cited passages, ``POST /ask`` an answer with citations (the
 object ``chatbot ask --json`` prints), ``GET /health`` what is loaded. Errors are
-``{"detail": message}``: 400 for a question that cannot be asked (empty, too long),
+``{"detail": message}``: 400 for a question that cannot be asked (empty, too long, no words),
 422 for a malformed body (FastAPI's list of field errors), 413/411 for a body that is
 too large or has no length, 503 when the models or index fail.
 """
@@ -21,6 +21,7 @@ from . import __version__
 from .config import SHIPPED_READER_DIR, Settings
 from .errors import ChatbotError
 from .pipeline import Chatbot
+from .questions import has_words
 from .retrieval import MAX_K
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,8 @@ def create_app(chatbot: Chatbot) -> FastAPI:
         if len(text) > settings.max_question_chars:
             raise HTTPException(400, f"The {what} is too long ({len(text)} characters): "
                                      f"please keep it under {settings.max_question_chars}.")
+        if not has_words(text):
+            raise HTTPException(400, f"The {what} has no words (only punctuation or symbols): please type some.")
         return text
 
     def call(fn: Callable[[], Any]) -> Any:

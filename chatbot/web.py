@@ -20,6 +20,7 @@ import gradio as gr  # noqa: E402
 from .config import Settings  # noqa: E402
 from .conversation import Conversation  # noqa: E402
 from .errors import ChatbotError  # noqa: E402
+from .questions import check_question  # noqa: E402
 from .types import Answer, Citation  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -50,17 +51,6 @@ _ESCAPES = str.maketrans(
 def escape_text(text: str) -> str:
     """``text`` as inert HTML/markdown: shown literally, on a single source line."""
     return text.translate(_ESCAPES)
-
-
-def check_question(question: Any, max_chars: int) -> str | None:
-    """A friendly message when ``question`` can't be asked, else ``None``."""
-    if not isinstance(question, str) or not question.strip():
-        return "Please type a question first."
-    if len(question) > max_chars:
-        return f"That question is too long ({len(question)} characters): please keep it under {max_chars}."
-    if not any(ch.isalnum() for ch in question):
-        return "Please ask a question in words: I can't search for punctuation alone."
-    return None
 
 
 def highlight(citation: Citation) -> str:
