@@ -25,7 +25,7 @@ from .corpus import file_sha256, load_corpus
 from .embedding import Embedder, TextEmbedder, make_embedder
 from .errors import IndexBuildError, IndexLoadError
 from .questions import clean_question  # noqa: F401 (part of this module's API)
-from .index import VectorIndex, build_index, is_stale, load_index
+from .index import VectorIndex, build_index, is_stale, load_index, recover
 from .reader import Reader
 from .retrieval import MAX_K, HybridRetriever, RetrievedPassage
 from .types import Answer, Citation, Span
@@ -65,6 +65,7 @@ def index_fields(settings: Settings) -> dict:
 
 def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbedder | None = None) -> VectorIndex:
     """Load the index in ``settings.index_dir``, building it first when missing, stale or damaged."""
+    recover(settings.index_dir)  # a build killed half-way leaves the previous index in place
     fields = index_fields(settings)
     reason = is_stale(settings.index_dir, fields)
     if reason is None:
