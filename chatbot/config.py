@@ -45,10 +45,12 @@ class Settings:
     max_question_chars: int = 1000
     max_file_bytes: int = MAX_CORPUS_FILE_BYTES  # larger corpus files are skipped with a warning
     threads: int = 2
-    # Web chat queue (Gradio): questions answered at once, and how many may wait before new ones are
-    # refused with "queue full". Answering is CPU-bound (torch uses `threads` threads), so on 2 cores
-    # more than 2 at once only adds contention; 50 concurrent sessions fit in the queue (docs/hardening.md).
-    web_concurrency: int = 2
+    # Questions answered at once by the web app and by the HTTP API; more wait their turn. Answering
+    # is CPU-bound (torch uses `threads` threads), so on 2 cores more at once only adds contention and
+    # memory (each answer in flight holds its own activations): docs/hardening.md, "Load".
+    concurrency: int = 2
+    # Web chat (Gradio) questions that may wait before new ones are refused with "queue full";
+    # 50 concurrent sessions fit.
     web_queue_size: int = 64
     # Answering (chatbot.pipeline). An answer's score is the reader probability times
     # rank_decay ** (best retrieval rank of its passage among the fused, dense and BM25 orders): the

@@ -10,6 +10,7 @@ too large or has no length, 503 when the models or index fail.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -99,7 +100,8 @@ def _reader_name(reader: str) -> str:
 
 
 def create_app(chatbot: Chatbot) -> FastAPI:
-    """The HTTP API over a loaded ``chatbot``; endpoints run in a thread pool, concurrently."""
+    """The HTTP API over a loaded ``chatbot``; endpoints run in a thread pool, at most
+    ``settings.concurrency`` answering at once."""
     settings: Settings = chatbot.settings
     app = FastAPI(title="chatbot", version=__version__,
                   description="Offline question answering over a document corpus, with cited passages.")
@@ -128,9 +130,12 @@ def create_app(chatbot: Chatbot) -> FastAPI:
             raise HTTPException(400, f"The {what} has no words (only punctuation or symbols): please type some.")
         return text
 
+    answering = threading.BoundedSemaphore(settings.concurrency)  # the rest wait: flat memory, no thrashing
+
     def call(fn: Callable[[], Any]) -> Any:
         try:
-            return fn()
+            with answering:
+                return fn()
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from exc
         except ChatbotError as exc:

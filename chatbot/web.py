@@ -258,7 +258,7 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
         chat.clear(handlers.clear, outputs=[chat, conversation], queue=False, api_visibility="private")
         gr.api(api_ask, api_name="ask")
         gr.api(api_search, api_name="search")
-    app.queue(default_concurrency_limit=settings.web_concurrency, max_size=settings.web_queue_size)
+    app.queue(default_concurrency_limit=settings.concurrency, max_size=settings.web_queue_size)
     return app
 
 

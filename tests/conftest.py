@@ -1,7 +1,4 @@
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -64,22 +61,20 @@ def trained_reader() -> str:
     return str(reader)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago."""
-    return _free_port()
+    from chatbot.loadtest import free_port
+
+    return free_port()
 
 
 @pytest.fixture(scope="session")
 def free_port_factory():
     """``free_port_factory()``: a loopback TCP port that was free a moment ago (for wider-scoped fixtures)."""
-    return _free_port
+    from chatbot.loadtest import free_port
+
+    return free_port
 
 
 @pytest.fixture
@@ -106,41 +101,11 @@ def real_bot(built_corpus, embedder, trained_reader):
     return bot
 
 
-class LocalServers:
-    """Servers run in this process on free loopback ports; all stopped by :meth:`close`."""
-
-    def __init__(self):
-        self._stops = []
-
-    def http(self, app) -> str:
-        """Serve an ASGI ``app`` with uvicorn in a thread; its base URL."""
-        import uvicorn
-
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.05)
-        self._stops.append(lambda: (setattr(server, "should_exit", True), thread.join(10)))
-        return f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-
-    def gradio(self, blocks) -> str:
-        """Launch a Gradio ``blocks`` app without blocking; its base URL (with a trailing slash)."""
-        port = _free_port()
-        blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        self._stops.append(blocks.close)
-        return f"http://127.0.0.1:{port}/"
-
-    def close(self) -> None:
-        for stop in reversed(self._stops):
-            stop()
-
-
 @pytest.fixture(scope="module")
 def local_servers():
-    """A :class:`LocalServers` whose servers stop at the end of the test module."""
+    """A :class:`chatbot.loadtest.LocalServers` (in-process servers on loopback ports) stopped after the module."""
+    from chatbot.loadtest import LocalServers
+
     servers = LocalServers()
     yield servers
     servers.close()
