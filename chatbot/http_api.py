@@ -10,7 +10,6 @@ too large or has no length, 503 when the models or index fail.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from .errors import ChatbotError
 from .pipeline import Chatbot
 from .questions import has_words
 from .retrieval import MAX_K
+from .workers import AnswerWorkers
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ def _reader_name(reader: str) -> str:
 
 
 def create_app(chatbot: Chatbot) -> FastAPI:
-    """The HTTP API over a loaded ``chatbot``; endpoints run in a thread pool, at most
-    ``settings.concurrency`` answering at once."""
+    """The HTTP API over a loaded ``chatbot``; requests are taken concurrently, and answered on
+    ``settings.concurrency`` dedicated threads (:class:`~chatbot.workers.AnswerWorkers`)."""
     settings: Settings = chatbot.settings
     app = FastAPI(title="chatbot", version=__version__,
                   description="Offline question answering over a document corpus, with cited passages.")
@@ -130,12 +130,11 @@ def create_app(chatbot: Chatbot) -> FastAPI:
             raise HTTPException(400, f"The {what} has no words (only punctuation or symbols): please type some.")
         return text
 
-    answering = threading.BoundedSemaphore(settings.concurrency)  # the rest wait: flat memory, no thrashing
+    workers = AnswerWorkers(settings.concurrency)  # the rest wait their turn: flat memory, fair latency
 
     def call(fn: Callable[[], Any]) -> Any:
         try:
-            with answering:
-                return fn()
+            return workers.run(fn)
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from exc
         except ChatbotError as exc:

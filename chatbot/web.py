@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry calls
@@ -22,6 +23,7 @@ from .conversation import Conversation  # noqa: E402
 from .errors import ChatbotError  # noqa: E402
 from .questions import check_question  # noqa: E402
 from .types import Answer, Citation  # noqa: E402
+from .workers import AnswerWorkers  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,7 @@ class Handlers:
     def __init__(self, backend: Backend, settings: Settings):
         self.backend = backend
         self.settings = settings
+        self.workers = AnswerWorkers(settings.concurrency)  # the models run on these threads only
 
     def respond(self, message: str, messages: list | None, conversation: Conversation | None) -> Iterator[tuple]:
         """Chat turn: echo the question, then replace a pending line with the answer."""
@@ -164,7 +167,8 @@ class Handlers:
             return
         if not self.backend.ready:
             yield [*messages, {"role": "assistant", "content": escape_text(LOADING)}], "", conversation
-        reply = self._answer(lambda: format_answer(conversation.ask(self.backend.bot(), message, k=self.settings.top_k)))
+        reply = self._answer(lambda: format_answer(self.workers.run(
+            partial(conversation.ask, self.backend.bot(), message, k=self.settings.top_k))))
         yield [*messages, {"role": "assistant", "content": reply}], "", conversation
 
     @staticmethod
@@ -201,7 +205,8 @@ class Handlers:
 
     def _api_call(self, fn: Callable[[Any], dict]) -> dict:
         try:
-            return fn(self.backend.bot())
+            bot = self.backend.bot()
+            return self.workers.run(lambda: fn(bot))
         except (ValueError, ChatbotError) as exc:
             raise gr.Error(str(exc)) from exc
         except Exception as exc:
