@@ -8,7 +8,9 @@ from chatbot.loadtest import gradio_session, http_session, run_load
 from chatbot.web import build_app
 
 SESSIONS, QUESTIONS = 50, 3
-RSS_GROWTH_MB = 300  # clients and server buffers for 50 sessions; a leak per question would exceed it
+# Whole-process RSS: the servers *and* 50 clients (gradio_client threads and buffers, about 250 MB
+# measured). scripts/load_test.py measures the server processes alone (flat within ~40 MB).
+RSS_GROWTH_MB = 400
 
 
 @pytest.mark.parametrize("face", ["gradio", "http"])
