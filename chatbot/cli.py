@@ -72,12 +72,29 @@ def _load_chatbot(args):
     return Chatbot.load(settings=_settings(args))
 
 
+def _checked(question: str) -> str:
+    """``question``, or ``ValueError`` with the message the web chat would show (before any model loads)."""
+    from .config import Settings
+    from .questions import check_question
+
+    problem = check_question(question, Settings.from_env().max_question_chars)
+    if problem:
+        raise ValueError(problem)
+    return question
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _print_json(data: dict) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 def _snippet(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
+    from .questions import without_controls  # no escape sequence from a document reaches the terminal
+
+    text = " ".join(without_controls(text).split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
@@ -85,12 +102,12 @@ def _print_answer(answer) -> None:
     if answer.text is None:
         print("Not found in the corpus.")
     else:
-        print(f"Answer: {answer.text}  (confidence {answer.score:.2f})")
+        print(f"Answer: {_snippet(answer.text)}  (confidence {answer.score:.2f})")
     if answer.searched_for != answer.question:
-        print(f"Searched for: {answer.searched_for}")
+        print(f"Searched for: {_snippet(answer.searched_for)}")
     print("Closest passages:" if answer.text is None else "Sources:")
     for n, c in enumerate(answer.citations, 1):
-        print(f"  [{n}] {c.source}, chars {c.start}-{c.end}: {c.title}")
+        print(f"  [{n}] {_snippet(c.source)}, chars {c.start}-{c.end}: {_snippet(c.title)}")
         text = c.text
         if c.answer_start is not None:
             a, e = c.answer_start - c.start, c.answer_end - c.start
@@ -99,7 +116,8 @@ def _print_answer(answer) -> None:
 
 
 def _ask(args) -> int:
-    answer = _load_chatbot(args).ask(args.question, k=args.k)
+    question = _checked(args.question)
+    answer = _load_chatbot(args).ask(question, k=args.k)
     if args.json:
         _print_json(answer.to_dict())
     else:
@@ -108,12 +126,13 @@ def _ask(args) -> int:
 
 
 def _search(args) -> int:
-    passages = _load_chatbot(args).search(args.query, k=args.k)
+    query = _checked(args.query)
+    passages = _load_chatbot(args).search(query, k=args.k)
     if args.json:
         _print_json({"query": args.query, "passages": [p.to_dict() for p in passages]})
         return 0
     for n, p in enumerate(passages, 1):
-        print(f"[{n}] {p.source}, chars {p.start}-{p.end} (score {p.score:.4f}): {p.title}")
+        print(f"[{n}] {_snippet(p.source)}, chars {p.start}-{p.end} (score {p.score:.4f}): {_snippet(p.title)}")
         print(f"    {_snippet(p.text)}")
     return 0
 
@@ -143,9 +162,9 @@ def _chat(args) -> int:
         if not line.strip():
             return 0
         try:
-            _print_answer(conversation.ask(bot, line.strip(), k=args.k))
+            _print_answer(conversation.ask(bot, _checked(line.strip()), k=args.k))
         except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
         print()
 
 
@@ -253,11 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ChatbotError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ChatbotError, ValueError, OSError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: still one line, never a traceback
+        print(f"error: unexpected {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

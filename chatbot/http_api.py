@@ -2,7 +2,7 @@
 
 ``POST /search`` returns cited passages, ``POST /ask`` an answer with citations (the
 object ``chatbot ask --json`` prints), ``GET /health`` what is loaded. Errors are
-``{"detail": message}``: 400 for a question that cannot be asked (empty, too long),
+``{"detail": message}``: 400 for a question that cannot be asked (empty, too long, no words),
 422 for a malformed body (FastAPI's list of field errors), 413/411 for a body that is
 too large or has no length, 503 when the models or index fail.
 """
@@ -21,7 +21,9 @@ from . import __version__
 from .config import SHIPPED_READER_DIR, Settings
 from .errors import ChatbotError
 from .pipeline import Chatbot
+from .questions import has_words
 from .retrieval import MAX_K
+from .workers import AnswerWorkers
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,8 @@ def _reader_name(reader: str) -> str:
 
 
 def create_app(chatbot: Chatbot) -> FastAPI:
-    """The HTTP API over a loaded ``chatbot``; endpoints run in a thread pool, concurrently."""
+    """The HTTP API over a loaded ``chatbot``; requests are taken concurrently, and answered on
+    ``settings.concurrency`` dedicated threads (:class:`~chatbot.workers.AnswerWorkers`)."""
     settings: Settings = chatbot.settings
     app = FastAPI(title="chatbot", version=__version__,
                   description="Offline question answering over a document corpus, with cited passages.")
@@ -123,11 +126,15 @@ def create_app(chatbot: Chatbot) -> FastAPI:
         if len(text) > settings.max_question_chars:
             raise HTTPException(400, f"The {what} is too long ({len(text)} characters): "
                                      f"please keep it under {settings.max_question_chars}.")
+        if not has_words(text):
+            raise HTTPException(400, f"The {what} has no words (only punctuation or symbols): please type some.")
         return text
+
+    workers = AnswerWorkers(settings.concurrency)  # the rest wait their turn: flat memory, fair latency
 
     def call(fn: Callable[[], Any]) -> Any:
         try:
-            return fn()
+            return workers.run(fn)
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from exc
         except ChatbotError as exc:

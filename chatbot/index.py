@@ -148,6 +148,18 @@ def _clean_leftovers(index_dir: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+def recover(index_dir: str | os.PathLike) -> None:
+    """Tidy up after a build that was killed: restore the previous index if the kill fell between
+    the two renames of the swap, and remove half-written temp dirs. Does nothing (and needs no
+    write access) when there is nothing to recover."""
+    index_dir = Path(index_dir).absolute()
+    leftovers = (p for kind in ("old", "tmp") for p in index_dir.parent.glob(f".{index_dir.name}.{kind}-*"))
+    if not index_dir.parent.is_dir() or next(leftovers, None) is None:
+        return
+    with _build_lock(index_dir):
+        _clean_leftovers(index_dir)
+
+
 def _swap_in(new_dir: Path, index_dir: Path) -> None:
     backup = None
     if index_dir.exists():

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 from .chunking import chunk_corpus
 from .config import Settings
 from .conversation import resolve_followup
-from .corpus import METADATA_FILE, TEXT_SUFFIXES, file_sha256, load_corpus
+from .corpus import file_sha256, load_corpus
 from .embedding import Embedder, TextEmbedder, make_embedder
 from .errors import IndexBuildError, IndexLoadError
-from .index import VectorIndex, build_index, is_stale, load_index
+from .questions import clean_question  # noqa: F401 (part of this module's API)
+from .index import VectorIndex, build_index, is_stale, load_index, recover
 from .reader import Reader
 from .retrieval import MAX_K, HybridRetriever, RetrievedPassage
 from .sentence_reader import SentenceReader
@@ -40,14 +41,15 @@ log = logging.getLogger(__name__)
 
 
 def corpus_files(corpus_dir: Path) -> dict[str, str]:
-    """``{file name: sha256}`` of every file ``load_corpus`` reads, ``metadata.json`` included."""
+    """``{file name: sha256}`` of every visible file in ``corpus_dir``: those ``load_corpus`` reads
+    (``metadata.json`` included) and those it skips, so that dropping in any file rebuilds the index
+    and reports it."""
     if not corpus_dir.is_dir():
         raise IndexBuildError(f"Corpus directory {corpus_dir} does not exist: create it or pass --corpus DIR.")
     return {
         p.name: file_sha256(p)
         for p in sorted(corpus_dir.iterdir(), key=lambda p: p.name)
         if p.is_file() and not p.name.startswith(".")
-        and (p.suffix.lower() in TEXT_SUFFIXES or p.name == METADATA_FILE)
     }
 
 
@@ -57,12 +59,14 @@ def index_fields(settings: Settings) -> dict:
         "embedder": settings.embedder,
         "multilingual_embedder": settings.multilingual_embedder or None,
         "chunking": settings.chunking.as_dict(),
+        "max_file_bytes": settings.max_file_bytes,
         "files": corpus_files(Path(settings.corpus_dir)),
     }
 
 
 def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbedder | None = None) -> VectorIndex:
     """Load the index in ``settings.index_dir``, building it first when missing, stale or damaged."""
+    recover(settings.index_dir)  # a build killed half-way leaves the previous index in place
     fields = index_fields(settings)
     reason = is_stale(settings.index_dir, fields)
     if reason is None:
@@ -71,7 +75,7 @@ def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbed
         except IndexLoadError as exc:
             reason = str(exc)
     log.info("building the index in %s: %s", settings.index_dir, reason)
-    docs, skipped = load_corpus(settings.corpus_dir)
+    docs, skipped = load_corpus(settings.corpus_dir, settings.max_file_bytes)
     for s in skipped:
         log.warning("not indexed: %s (%s)", s.source, s.reason)
     passages = chunk_corpus(docs, settings.chunking)
@@ -89,17 +93,6 @@ def check_k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise ValueError(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
     return k
-
-
-def clean_question(question, max_chars: int) -> str:
-    """The question stripped and cut to ``max_chars`` at a word boundary; ``ValueError`` when empty."""
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError("Please type a question: it is empty.")
-    question = " ".join(question.split())
-    if len(question) > max_chars:
-        cut = question[:max_chars]
-        question = cut.rsplit(" ", 1)[0] if " " in cut else cut
-    return question
 
 
 class Retriever:

@@ -229,7 +229,13 @@ def _load(name_or_path: str, overrides: dict):
     stored = {}
     config_file = path / READER_CONFIG
     if config_file.is_file():
-        stored = json.loads(config_file.read_text(encoding="utf-8"))
+        try:
+            stored = json.loads(config_file.read_text(encoding="utf-8"))
+            if not isinstance(stored, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"The reader settings {config_file} cannot be read ({exc}): fix or delete that "
+                                 "file, or reinstall with pip install . to get the shipped model.") from exc
     known = ReaderSettings.__dataclass_fields__
     values = {k: v for k, v in {**stored, **overrides}.items() if k in known}
     if values.get("languages") is not None:

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry calls
@@ -20,7 +21,9 @@ import gradio as gr  # noqa: E402
 from .config import Settings  # noqa: E402
 from .conversation import Conversation  # noqa: E402
 from .errors import ChatbotError  # noqa: E402
+from .questions import check_question  # noqa: E402
 from .types import Answer, Citation  # noqa: E402
+from .workers import AnswerWorkers  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +53,6 @@ _ESCAPES = str.maketrans(
 def escape_text(text: str) -> str:
     """``text`` as inert HTML/markdown: shown literally, on a single source line."""
     return text.translate(_ESCAPES)
-
-
-def check_question(question: Any, max_chars: int) -> str | None:
-    """A friendly message when ``question`` can't be asked, else ``None``."""
-    if not isinstance(question, str) or not question.strip():
-        return "Please type a question first."
-    if len(question) > max_chars:
-        return f"That question is too long ({len(question)} characters): please keep it under {max_chars}."
-    if not any(ch.isalnum() for ch in question):
-        return "Please ask a question in words: I can't search for punctuation alone."
-    return None
 
 
 def highlight(citation: Citation) -> str:
@@ -161,6 +153,7 @@ class Handlers:
     def __init__(self, backend: Backend, settings: Settings):
         self.backend = backend
         self.settings = settings
+        self.workers = AnswerWorkers(settings.concurrency)  # the models run on these threads only
 
     def respond(self, message: str, messages: list | None, conversation: Conversation | None) -> Iterator[tuple]:
         """Chat turn: echo the question, then replace a pending line with the answer."""
@@ -174,7 +167,8 @@ class Handlers:
             return
         if not self.backend.ready:
             yield [*messages, {"role": "assistant", "content": escape_text(LOADING)}], "", conversation
-        reply = self._answer(lambda: format_answer(conversation.ask(self.backend.bot(), message, k=self.settings.top_k)))
+        reply = self._answer(lambda: format_answer(self.workers.run(
+            partial(conversation.ask, self.backend.bot(), message, k=self.settings.top_k))))
         yield [*messages, {"role": "assistant", "content": reply}], "", conversation
 
     @staticmethod
@@ -211,7 +205,8 @@ class Handlers:
 
     def _api_call(self, fn: Callable[[Any], dict]) -> dict:
         try:
-            return fn(self.backend.bot())
+            bot = self.backend.bot()
+            return self.workers.run(lambda: fn(bot))
         except (ValueError, ChatbotError) as exc:
             raise gr.Error(str(exc)) from exc
         except Exception as exc:
@@ -268,7 +263,7 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
         chat.clear(handlers.clear, outputs=[chat, conversation], queue=False, api_visibility="private")
         gr.api(api_ask, api_name="ask")
         gr.api(api_search, api_name="search")
-    app.queue(default_concurrency_limit=4, max_size=64)
+    app.queue(default_concurrency_limit=settings.concurrency, max_size=settings.web_queue_size)
     return app
 
 

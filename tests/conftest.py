@@ -1,5 +1,4 @@
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -50,7 +49,7 @@ def built_corpus(tmp_path_factory, embedder):
     return corpus, root / "index"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def trained_reader() -> str:
     """Absolute path of the reader the product would use (``CHATBOT_READER`` or the shipped one); skips when untrained."""
     from chatbot.config import Settings
@@ -65,6 +64,48 @@ def trained_reader() -> str:
 @pytest.fixture
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from chatbot.loadtest import free_port
+
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def free_port_factory():
+    """``free_port_factory()``: a loopback TCP port that was free a moment ago (for wider-scoped fixtures)."""
+    from chatbot.loadtest import free_port
+
+    return free_port
+
+
+@pytest.fixture
+def argv_tail(built_corpus, tiny_reader_dir, embedder, monkeypatch):
+    """CLI options for the built corpus and the tiny reader; the session's embedder is reused."""
+    from chatbot import pipeline
+
+    monkeypatch.setattr(pipeline, "Embedder", lambda name: embedder)  # load the embedding model once per session
+    corpus, index_dir = built_corpus
+    return ["--corpus", str(corpus), "--index", str(index_dir), "--reader", str(tiny_reader_dir)]
+
+
+@pytest.fixture(scope="session")
+def real_bot(built_corpus, embedder, trained_reader):
+    """A warmed-up chatbot over the built corpus with the trained reader (real answers)."""
+    from chatbot.config import Settings
+    from chatbot.pipeline import Chatbot, ensure_index
+    from chatbot.reader import Reader
+
+    corpus, index_dir = built_corpus
+    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir, reader=trained_reader)
+    bot = Chatbot(ensure_index(settings, embedder=embedder), settings, embedder, Reader(trained_reader))
+    bot.warm_up()
+    return bot
+
+
+@pytest.fixture(scope="module")
+def local_servers():
+    """A :class:`chatbot.loadtest.LocalServers` (in-process servers on loopback ports) stopped after the module."""
+    from chatbot.loadtest import LocalServers
+
+    servers = LocalServers()
+    yield servers
+    servers.close()

@@ -6,16 +6,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import socket
+import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from chatbot.config import Settings
+from chatbot.loadtest import start_process
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,43 +39,42 @@ def _skip_reason() -> str | None:
 pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# A document that tries to run script and to smuggle links into the chat (tests/test_browser.py, docs/hardening.md).
+HOSTILE_DOC = """Quendale Festival News <img src=x onerror="window.__pwned='title';document.title='pwned'">
+
+The Zorblax festival is held every spring in the town of Quendale. It was founded in 1921 by Mara Ostrava. \
+<img src=x onerror="window.__pwned='img'"> <svg onload="window.__pwned='svg'"></svg> \
+<iframe src="javascript:window.top.__pwned='iframe'"></iframe>
+
+<script>window.__pwned = 'script'; document.title = 'pwned';</script>
+
+Tickets for the Zorblax festival are sold at the town hall. Read the [official guide](http://evil.example/guide), \
+see ![logo](http://evil.example/logo.png), <a href="http://evil.example/a">this page</a> or <http://evil.example/auto> first.
+"""
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """``python app.py`` with a fresh index folder; yields its URL."""
+def server(tmp_path_factory, free_port_factory):
+    """``python app.py`` over the demo corpus plus :data:`HOSTILE_DOC`, with a fresh index folder; yields its URL."""
     tmp = tmp_path_factory.mktemp("web")
-    port = _free_port()
+    corpus = Path(shutil.copytree(ROOT / "corpus", tmp / "corpus"))
+    (corpus / "zz_hostile.md").write_text(HOSTILE_DOC, encoding="utf-8")
+    port = free_port_factory()
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                         "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost"}
-    log_path = tmp / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--index", str(tmp / "index")],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"app.py did not serve {url} in {STARTUP_S}s:\n{log_path.read_text()[-3000:]}")
-                time.sleep(1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        proc = start_process([sys.executable, "app.py", "--port", str(port), "--index", str(tmp / "index"),
+                              "--corpus", str(corpus)], url, tmp / "server.log", cwd=ROOT, env=env,
+                             startup_s=STARTUP_S)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +132,20 @@ def test_markup_in_a_question_is_shown_as_text(page):
     assert "<img src=x onerror=alert(1)>" in user and "[here](http://evil.example)" in user
     assert page.locator("#chat img[src='x']").count() == 0
     assert page.locator("#chat a[href*='evil']").count() == 0
+
+
+@pytest.mark.parametrize("question", ["Who founded the Zorblax festival?", "Where are Zorblax festival tickets sold?"])
+def test_hostile_document_is_shown_as_text_and_runs_nothing(page, question):
+    """Markup and markdown from a corpus document: visible as text, never executed or turned into links."""
+    _ask(page, question)
+    reply = page.locator("#chat [data-testid='bot']").last
+    shown = reply.text_content()
+    assert "Zorblax" in shown and "zz_hostile.md" in shown
+    assert "<img src=x onerror=" in shown or "[official guide](http://evil.example/guide)" in shown
+    page.wait_for_timeout(1500)  # let any injected onerror/onload handler fire
+    assert page.evaluate("window.__pwned") is None and page.title() != "pwned"
+    chat = page.locator("#chat")
+    for selector in ("img[src='x']", "svg[onload]", "iframe", "script", "a[href*='evil']"):
+        assert chat.locator(selector).count() == 0, selector
+    assert reply.locator("a").count() == 0  # the corpus is plain text: no link of any kind
+

@@ -5,15 +5,7 @@ import json
 
 import pytest
 
-from chatbot import pipeline
 from chatbot.cli import main
-
-
-@pytest.fixture
-def argv_tail(built_corpus, tiny_reader_dir, embedder, monkeypatch):
-    monkeypatch.setattr(pipeline, "Embedder", lambda name: embedder)  # load the embedding model once per session
-    corpus, index_dir = built_corpus
-    return ["--corpus", str(corpus), "--index", str(index_dir), "--reader", str(tiny_reader_dir)]
 
 
 def test_ask_json_shape(argv_tail, capsys):

@@ -4,13 +4,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from chatbot import cli
 from chatbot.config import Settings
@@ -32,20 +30,10 @@ def bot(built_corpus, embedder, tiny_reader_dir):
 
 
 @pytest.fixture(scope="module")
-def client(bot):
+def client(bot, local_servers):
     """An httpx client of ``create_app(bot)`` served by uvicorn in a thread."""
-    server = uvicorn.Server(uvicorn.Config(create_app(bot), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+    with httpx.Client(base_url=local_servers.http(create_app(bot)), timeout=60) as http:
         yield http
-    server.should_exit = True
-    thread.join(10)
 
 
 def test_health(client, bot):
