@@ -28,6 +28,21 @@ class ChunkingSettings:
 
 
 @dataclass(frozen=True)
+class BenchSettings:
+    """``chatbot bench`` (chatbot.benchmark) and the Haystack 2 pipeline it compares with."""
+
+    runs: int = 5  # warm runs over the questions; a question's latency is its median
+    cold_start_runs: int = 3  # new processes timed to their first answer (at most ``runs``)
+    # Haystack: word splits of about our 500-character chunks, its embedding retriever's top 5, and
+    # our reader's window (256 tokens) and stride (96).
+    haystack_split_words: int = 80
+    haystack_split_overlap: int = 10
+    haystack_top_k: int = 5
+    haystack_max_seq_length: int = 256
+    haystack_stride: int = 96
+
+
+@dataclass(frozen=True)
 class Settings:
     corpus_dir: Path = Path("corpus")
     index_dir: Path = Path("index")
@@ -39,7 +54,13 @@ class Settings:
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     top_k: int = 5
     max_question_chars: int = 1000
-    threads: int = 2
+    threads: int = 2  # torch threads (one per core of the 2-core target machine)
+    # FAISS's OpenMP threads busy-wait after each search and take the cores from torch: one query
+    # against a few thousand vectors needs no second thread (docs/benchmark.md).
+    faiss_threads: int = 1
+    # "int8": the reader's nn.Linear weights are quantized on load (torch dynamic quantization);
+    # "fp32": as shipped (fp16 weights computed in fp32). Figures in chatbot/models/reader/README.md.
+    reader_precision: str = "fp32"
     # Answering (chatbot.pipeline). An answer's score is the reader probability times
     # rank_decay ** (best retrieval rank of its passage among the fused, dense and BM25 orders): the
     # reader's probabilities are per window and overconfident on distracting passages, so retrieval
@@ -68,4 +89,5 @@ class Settings:
             embedder=env.get("CHATBOT_EMBEDDER"),
             multilingual_embedder=env.get("CHATBOT_MULTILINGUAL_EMBEDDER"),
             reader=env.get("CHATBOT_READER"),
+            reader_precision=env.get("CHATBOT_READER_PRECISION"),
         )

@@ -131,7 +131,10 @@ class Retriever:
         )
         import torch
 
+        import faiss
+
         torch.set_num_threads(settings.threads)
+        faiss.omp_set_num_threads(settings.faiss_threads)
         if embedder is None or isinstance(embedder, str):
             embedder = Embedder(settings.embedder)
         return cls(ensure_index(settings, progress, embedder), settings, embedder)
@@ -154,7 +157,7 @@ class Chatbot(Retriever):
     def __init__(self, index: VectorIndex, settings: Settings, embedder: TextEmbedder | None = None,
                  reader: Reader | None = None):
         super().__init__(index, settings, embedder)
-        self.reader = reader or Reader(settings.reader)
+        self.reader = reader or Reader(settings.reader, precision=settings.reader_precision)
 
     def warm_up(self) -> None:
         """Load the models (embedders and reader) and run them once, so that the first question is fast."""
@@ -175,11 +178,7 @@ class Chatbot(Retriever):
         searched_for = resolve_followup(question, history or [], answers)
         passages = self.retriever.retrieve(searched_for, k)
         ranks = best_ranks(passages)
-        readable = [i for i, rank in enumerate(ranks) if self.settings.rank_decay**rank >= self.settings.answer_threshold]
-        spans = [
-            replace(s, passage_index=readable[s.passage_index])
-            for s in self.reader.read(searched_for, [passages[i].text for i in readable], top_k=self.settings.reader_top_k)
-        ]
+        spans = self._read(searched_for, passages, ranks)
         ranked = sorted(((s.score * self.settings.rank_decay ** ranks[s.passage_index], s) for s in spans),
                         key=lambda pair: -pair[0])
         best_score, best = ranked[0] if ranked else (0.0, None)
@@ -194,6 +193,25 @@ class Chatbot(Retriever):
             alternatives=_distinct([s for _, s in ranked if s is not best])[: self.settings.alternatives],
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
+
+    def _read(self, question: str, passages: list[RetrievedPassage], ranks: list[int]) -> list[Span]:
+        """Spans of the passages that can still give the answer, read best rank first.
+
+        A passage's spans score at most ``rank_decay ** rank``: passages whose cap is under the answer
+        threshold, or not above the best score already found, are not read (the answer is the same;
+        fewer runner-up candidates are shown).
+        """
+        s = self.settings
+        spans, best = [], 0.0
+        for rank in sorted(set(ranks)):
+            cap = s.rank_decay**rank
+            if cap < s.answer_threshold or cap <= best:
+                break
+            group = [i for i, r in enumerate(ranks) if r == rank]
+            found = self.reader.read(question, [passages[i].text for i in group], top_k=s.reader_top_k)
+            spans += [replace(span, passage_index=group[span.passage_index]) for span in found]
+            best = max([best, *(span.score * cap for span in found)])
+        return spans
 
     def _good_enough(self, score: float, span: Span, passages: list[RetrievedPassage]) -> bool:
         s = self.settings
