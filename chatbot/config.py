@@ -28,6 +28,27 @@ class ChunkingSettings:
 
 
 @dataclass(frozen=True)
+class VectorIndexSettings:
+    """How ``chatbot.index`` stores vectors, chosen by the number of chunks (docs/scale.md).
+
+    Up to ``flat_max_chunks`` an exact ``IndexFlatIP``; above, an ``IndexIVFFlat`` with
+    ``ivf_lists_per_sqrt * sqrt(n)`` lists, trained on a sample of ``ivf_train_sample`` vectors and
+    searched in ``ivf_nprobe`` lists.
+    """
+
+    # Measured by scripts/scale_bench.py (docs/scale.md): one flat query over 100k chunks costs tens of
+    # ms, over 10k under a millisecond; IVF with sqrt(n) lists and 32 probes keeps recall@10 near 100.
+    flat_max_chunks: int = 50_000
+    ivf_lists_per_sqrt: float = 1.0
+    ivf_train_sample: int = 64_000
+    ivf_nprobe: int = 32
+
+    def as_dict(self) -> dict:
+        return {"flat_max_chunks": self.flat_max_chunks, "ivf_lists_per_sqrt": self.ivf_lists_per_sqrt,
+                "ivf_train_sample": self.ivf_train_sample, "ivf_nprobe": self.ivf_nprobe}
+
+
+@dataclass(frozen=True)
 class BenchSettings:
     """``chatbot bench`` (chatbot.benchmark) and the Haystack 2 pipeline it compares with."""
 
@@ -52,6 +73,7 @@ class Settings:
     multilingual_embedder: str = MULTILINGUAL_USE
     reader: str = str(SHIPPED_READER_DIR)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
+    vector_index: VectorIndexSettings = field(default_factory=VectorIndexSettings)
     top_k: int = 5
     max_question_chars: int = 1000
     threads: int = 2  # torch threads (one per core of the 2-core target machine)

@@ -78,7 +78,7 @@ def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbed
     extra = {k: v for k, v in fields.items() if k not in ("embedder", "multilingual_embedder")}
     multilingual = make_embedder(settings.multilingual_embedder) if settings.multilingual_embedder else None
     return build_index(passages, embedder or Embedder(settings.embedder), settings.index_dir, extra,
-                       multilingual=multilingual, show_progress=progress)
+                       multilingual=multilingual, show_progress=progress, vector_index=settings.vector_index)
 
 
 # ---------------------------------------------------------------- answering
