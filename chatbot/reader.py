@@ -196,15 +196,18 @@ def _masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def quantize_int8(model):
-    """The model with int8 weights in every ``nn.Linear`` (torch dynamic quantization: activations
-    are quantized on the fly, embeddings and layer norms stay fp32)."""
+    """The model with int8 weights in its attention projections and feed-forward input layers (torch
+    dynamic quantization: activations are quantized on the fly). The feed-forward output layers and the
+    span head stay fp32: quantizing them too lost 7.8 F1 on the eval set (model card, "int8")."""
     import warnings
 
     import torch
 
+    names = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)
+             and not name.startswith("qa_outputs") and not (name.endswith("output.dense") and "attention" not in name)}
     with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao, still in torch 2.13
         warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(model, names, dtype=torch.qint8)
 
 
 def _load(name_or_path: str, overrides: dict):
