@@ -232,6 +232,8 @@ class Haystack:
 
 def measure(system, questions: list[dict], runs: int, cold_runs: int) -> tuple[dict, list[float]]:
     """The report figures of one system and its per-question median latencies."""
+    print(f"bench {system.name}: {len(questions)} questions x {runs} runs, then index build and "
+          f"{cold_runs} cold start(s)", file=sys.stderr, flush=True)
     latencies, predictions = timed_runs(system.answer, questions, runs)
     medians, figures = latency_figures(latencies)
     index_s, chunks = system.index_seconds()
