@@ -58,6 +58,15 @@ def _eval(args) -> int:
     )
 
 
+def _bench(args) -> int:
+    from .benchmark import run_bench
+
+    report = run_bench(_settings(args), args.questions, args.runs, args.vs_haystack,
+                       report_path=args.report, docs_dir=args.docs)
+    _print_json({k: v for k, v in report.items() if k != "latencies_ms"})
+    return 0
+
+
 def _settings(args):
     from .config import Settings
 
@@ -233,6 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_corpus_args(p, settings, k=False)
     p.set_defaults(func=_eval)
+
+    from .config import BenchSettings
+
+    p = sub.add_parser("bench", help="latency, F1, cold start, index build and memory (optionally vs Haystack 2)")
+    p.add_argument("--questions", default="evals/questions.jsonl", metavar="FILE", help="JSONL question set")
+    p.add_argument("--runs", type=int, default=BenchSettings().runs, help="warm runs (latency: median per question)")
+    p.add_argument("--vs-haystack", action="store_true", help="also run a Haystack 2 pipeline (pip install '.[bench]')")
+    p.add_argument("--report", metavar="OUT.json", help="write the figures here")
+    p.add_argument("--docs", metavar="DIR", help="write benchmark-results.md and benchmark.png here (e.g. docs)")
+    _add_corpus_args(p, settings, k=False)
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("ask", help="answer one question, with cited passages")
     p.add_argument("question")

@@ -32,6 +32,42 @@ class ChunkingSettings:
 
 
 @dataclass(frozen=True)
+class VectorIndexSettings:
+    """How ``chatbot.index`` stores vectors, chosen by the number of chunks (docs/scale.md).
+
+    Up to ``flat_max_chunks`` an exact ``IndexFlatIP``; above, an ``IndexIVFFlat`` with
+    ``ivf_lists_per_sqrt * sqrt(n)`` lists, trained on a sample of ``ivf_train_sample`` vectors and
+    searched in ``ivf_nprobe`` lists.
+    """
+
+    # Measured by scripts/scale_bench.py (docs/scale.md): one flat query over 100k chunks costs tens of
+    # ms, over 10k under a millisecond; IVF with sqrt(n) lists and 32 probes keeps recall@10 near 100.
+    flat_max_chunks: int = 50_000
+    ivf_lists_per_sqrt: float = 1.0
+    ivf_train_sample: int = 64_000
+    ivf_nprobe: int = 32
+
+    def as_dict(self) -> dict:
+        return {"flat_max_chunks": self.flat_max_chunks, "ivf_lists_per_sqrt": self.ivf_lists_per_sqrt,
+                "ivf_train_sample": self.ivf_train_sample, "ivf_nprobe": self.ivf_nprobe}
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """``chatbot bench`` (chatbot.benchmark) and the Haystack 2 pipeline it compares with."""
+
+    runs: int = 5  # warm runs over the questions; a question's latency is its median
+    cold_start_runs: int = 3  # new processes timed to their first answer (at most ``runs``)
+    # Haystack: word splits of about our 500-character chunks, its embedding retriever's top 5, and
+    # our reader's window (256 tokens) and stride (96).
+    haystack_split_words: int = 80
+    haystack_split_overlap: int = 10
+    haystack_top_k: int = 5
+    haystack_max_seq_length: int = 256
+    haystack_stride: int = 96
+
+
+@dataclass(frozen=True)
 class Settings:
     corpus_dir: Path = Path("corpus")
     index_dir: Path = Path("index")
@@ -41,10 +77,11 @@ class Settings:
     multilingual_embedder: str = MULTILINGUAL_USE
     reader: str = str(SHIPPED_READER_DIR)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
+    vector_index: VectorIndexSettings = field(default_factory=VectorIndexSettings)
     top_k: int = 5
     max_question_chars: int = 1000
     max_file_bytes: int = MAX_CORPUS_FILE_BYTES  # larger corpus files are skipped with a warning
-    threads: int = 2
+    threads: int = 2  # torch threads (one per core of the 2-core target machine)
     # Questions answered at once by the web app and by the HTTP API; more wait their turn. Answering
     # is CPU-bound (torch uses `threads` threads), so on 2 cores more at once only adds contention and
     # memory (each answer in flight holds its own activations): docs/hardening.md, "Load".
@@ -52,6 +89,13 @@ class Settings:
     # Web chat (Gradio) questions that may wait before new ones are refused with "queue full";
     # 50 concurrent sessions fit.
     web_queue_size: int = 64
+    # FAISS's OpenMP threads busy-wait after each search and take the cores from torch: one query
+    # against a few thousand vectors needs no second thread (docs/benchmark.md).
+    faiss_threads: int = 1
+    # "int8": the reader's attention and feed-forward input weights are quantized on load (torch dynamic
+    # quantization; chatbot.reader.quantize_int8): 22 % less reader time, eval F1 55.9 vs 56.3 in fp32.
+    # "fp32": as shipped (fp16 weights computed in fp32). Figures in chatbot/models/reader/README.md.
+    reader_precision: str = "int8"
     # Answering (chatbot.pipeline). An answer's score is the reader probability times
     # rank_decay ** (best retrieval rank of its passage among the fused, dense and BM25 orders): the
     # reader's probabilities are per window and overconfident on distracting passages, so retrieval
@@ -80,4 +124,5 @@ class Settings:
             embedder=env.get("CHATBOT_EMBEDDER"),
             multilingual_embedder=env.get("CHATBOT_MULTILINGUAL_EMBEDDER"),
             reader=env.get("CHATBOT_READER"),
+            reader_precision=env.get("CHATBOT_READER_PRECISION"),
         )

@@ -2,7 +2,8 @@
 
 Layout of ``index_dir``::
 
-    index.faiss         faiss.IndexFlatIP over L2-normalised vectors (inner product = cosine)
+    index.faiss         L2-normalised vectors (inner product = cosine): an exact faiss.IndexFlatIP, or
+                        above VectorIndexSettings.flat_max_chunks an IndexIVFFlat (make_vector_index)
     multilingual.faiss  the same for the second, multilingual embedder, when one is configured
     passages.jsonl      one passage per line; line number = chunk id = FAISS id
     manifest.json       format version, embedder, dimension, multilingual_embedder (null when
@@ -31,6 +32,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from .config import VectorIndexSettings
 from .embedding import TextEmbedder
 from .errors import ChatbotError, IndexBuildError, IndexLoadError
 from .types import Passage
@@ -42,7 +44,8 @@ PASSAGES_FILE = "passages.jsonl"
 MANIFEST_FILE = "manifest.json"
 _PASSAGE_FIELDS = ("text", "source", "title", "start", "end", "lang")
 _COMPUTED_FIELDS = frozenset({"format_version", "embedder", "dimension", "multilingual_embedder",
-                              "multilingual_dimension", "chunk_count", "created_at", "checksums"})
+                              "multilingual_dimension", "chunk_count", "vector_index", "created_at",
+                              "checksums"})
 
 
 class VectorIndex:
@@ -176,13 +179,42 @@ def _swap_in(new_dir: Path, index_dir: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
-def _embed_flat(embedder: TextEmbedder, texts: list[str], batch_size: int, show_progress: bool) -> faiss.Index:
+def vector_index_kind(n: int, settings: VectorIndexSettings) -> dict:
+    """The index for ``n`` vectors: ``{"kind": "flat"}`` or ``{"kind": "ivf", "nlist", "nprobe"}``."""
+    if n <= settings.flat_max_chunks:
+        return {"kind": "flat"}
+    nlist = int(settings.ivf_lists_per_sqrt * n**0.5)
+    return {"kind": "ivf", "nlist": nlist, "nprobe": min(settings.ivf_nprobe, nlist)}
+
+
+def make_vector_index(vectors: np.ndarray, settings: VectorIndexSettings, seed: int = 0) -> faiss.Index:
+    """A FAISS inner-product index holding ``vectors`` (unit rows), of the kind ``vector_index_kind`` picks.
+
+    IVF is trained on a random sample of ``ivf_train_sample`` vectors and keeps a direct map, so that
+    ``VectorIndex.similarity`` can reconstruct any chunk's vector.
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = vectors.shape
+    kind = vector_index_kind(n, settings)
+    if kind["kind"] == "flat":
+        index = faiss.IndexFlatIP(d)
+    else:
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, kind["nlist"], faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(seed).choice(n, size=min(n, settings.ivf_train_sample), replace=False)
+        index.train(vectors[np.sort(sample)])
+        index.nprobe = kind["nprobe"]
+    index.add(vectors)
+    if kind["kind"] == "ivf":
+        index.make_direct_map()
+    return index
+
+
+def _embed_vectors(embedder: TextEmbedder, texts: list[str], batch_size: int, show_progress: bool,
+                   settings: VectorIndexSettings) -> faiss.Index:
     vectors = embedder.embed(texts, batch_size=batch_size, show_progress=show_progress)
     if vectors.shape != (len(texts), embedder.dimension):
         raise IndexBuildError(f"Embedder {embedder.name!r} returned shape {vectors.shape} for {len(texts)} passages")
-    flat = faiss.IndexFlatIP(embedder.dimension)
-    flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return flat
+    return make_vector_index(vectors, settings)
 
 
 def build_index(
@@ -194,6 +226,7 @@ def build_index(
     multilingual: TextEmbedder | None = None,
     batch_size: int = 32,
     show_progress: bool = False,
+    vector_index: VectorIndexSettings | None = None,
 ) -> VectorIndex:
     """Embed ``passages`` (with ``embedder`` and, if given, the ``multilingual`` embedder too)
     and write the index to ``index_dir``, replacing any old one atomically.
@@ -201,8 +234,10 @@ def build_index(
     ``manifest_extra`` holds the caller's fields, e.g. ``{"chunking": ..., "files":
     {name: sha256}}``; they are what ``is_stale`` compares later. On any failure
     the previous index is left as it was and ``IndexBuildError`` (or the
-    embedder's ``ModelLoadError``) is raised.
+    embedder's ``ModelLoadError``) is raised. ``vector_index`` chooses flat or IVF by size
+    (default ``VectorIndexSettings()``); the manifest records the choice.
     """
+    vector_index = vector_index or VectorIndexSettings()
     extra = dict(manifest_extra or {})
     if clash := _COMPUTED_FIELDS & extra.keys():
         raise ValueError(f"manifest_extra may not set computed fields: {sorted(clash)}")
@@ -215,11 +250,11 @@ def build_index(
         new_dir = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.tmp-", dir=index_dir.parent))
         try:
             texts = [p.text for p in passages]
-            flat = _embed_flat(embedder, texts, batch_size, show_progress)
+            flat = _embed_vectors(embedder, texts, batch_size, show_progress, vector_index)
             files = {FAISS_FILE: faiss.serialize_index(flat).tobytes()}
             multilingual_flat = None
             if multilingual is not None:
-                multilingual_flat = _embed_flat(multilingual, texts, batch_size, show_progress)
+                multilingual_flat = _embed_vectors(multilingual, texts, batch_size, show_progress, vector_index)
                 files[MULTILINGUAL_FAISS_FILE] = faiss.serialize_index(multilingual_flat).tobytes()
             files[PASSAGES_FILE] = "".join(
                 json.dumps(_passage_record(p), ensure_ascii=False) + "\n" for p in passages
@@ -231,6 +266,7 @@ def build_index(
                 "multilingual_embedder": multilingual.name if multilingual else None,
                 "multilingual_dimension": multilingual.dimension if multilingual else None,
                 "chunk_count": len(passages),
+                "vector_index": vector_index_kind(len(passages), vector_index),
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "checksums": {name: _sha256(data) for name, data in files.items()},
                 **extra,

@@ -83,7 +83,7 @@ def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbed
     extra = {k: v for k, v in fields.items() if k not in ("embedder", "multilingual_embedder")}
     multilingual = make_embedder(settings.multilingual_embedder) if settings.multilingual_embedder else None
     return build_index(passages, embedder or Embedder(settings.embedder), settings.index_dir, extra,
-                       multilingual=multilingual, show_progress=progress)
+                       multilingual=multilingual, show_progress=progress, vector_index=settings.vector_index)
 
 
 # ---------------------------------------------------------------- answering
@@ -125,7 +125,10 @@ class Retriever:
         )
         import torch
 
+        import faiss
+
         torch.set_num_threads(settings.threads)
+        faiss.omp_set_num_threads(settings.faiss_threads)
         if embedder is None or isinstance(embedder, str):
             embedder = Embedder(settings.embedder)
         return cls(ensure_index(settings, progress, embedder), settings, embedder)
@@ -148,7 +151,7 @@ class Chatbot(Retriever):
     def __init__(self, index: VectorIndex, settings: Settings, embedder: TextEmbedder | None = None,
                  reader: Reader | None = None):
         super().__init__(index, settings, embedder)
-        self.reader = reader or Reader(settings.reader)
+        self.reader = reader or Reader(settings.reader, precision=settings.reader_precision)
         multilingual = self.retriever.multilingual
         self.sentence_reader = SentenceReader(multilingual) if multilingual is not None else None
 
@@ -171,8 +174,7 @@ class Chatbot(Retriever):
         searched_for = resolve_followup(question, history or [], answers)
         passages = self.retriever.retrieve(searched_for, k)
         ranks = best_ranks(passages)
-        readable = [i for i, rank in enumerate(ranks) if self.settings.rank_decay**rank >= self.settings.answer_threshold]
-        spans = self._read(searched_for, passages, readable)
+        spans = self._read(searched_for, passages, ranks)
         ranked = sorted(((s.score * self.settings.rank_decay ** ranks[s.passage_index], s) for s in spans),
                         key=lambda pair: -pair[0])
         best_score, best = ranked[0] if ranked else (0.0, None)
@@ -188,18 +190,34 @@ class Chatbot(Retriever):
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
-    def _read(self, question: str, passages: list[RetrievedPassage], readable: list[int]) -> list[Span]:
-        """Spans from the passages ``readable`` (indices into ``passages``): the neural reader reads
-        the languages it knows, the sentence reader the others."""
-        by_reader = {self.reader: readable}
-        if self.sentence_reader is not None:
-            by_reader = {self.reader: [i for i in readable if self.reader.reads(passages[i].lang)],
-                         self.sentence_reader: [i for i in readable if not self.reader.reads(passages[i].lang)]}
-        return [
-            replace(s, passage_index=chosen[s.passage_index])
-            for reader, chosen in by_reader.items() if chosen
-            for s in reader.read(question, [passages[i].text for i in chosen], top_k=self.settings.reader_top_k)
-        ]
+    def _read(self, question: str, passages: list[RetrievedPassage], ranks: list[int]) -> list[Span]:
+        """Spans of the passages that can still give the answer, read best rank first.
+
+        A passage's spans score at most ``rank_decay ** rank``: passages whose cap is under the answer
+        threshold, or not above the best score already found, are not read (the answer is the same;
+        fewer runner-up candidates are shown). The neural reader reads the languages it knows, the
+        sentence reader the others.
+        """
+        s = self.settings
+        spans, best = [], 0.0
+        for rank in sorted(set(ranks)):
+            cap = s.rank_decay**rank
+            if cap < s.answer_threshold or cap <= best:
+                break
+            group = [i for i, r in enumerate(ranks) if r == rank]
+            for reader, chosen in self._readers(group, passages):
+                found = reader.read(question, [passages[i].text for i in chosen], top_k=s.reader_top_k)
+                spans += [replace(span, passage_index=chosen[span.passage_index]) for span in found]
+                best = max([best, *(span.score * cap for span in found)])
+        return spans
+
+    def _readers(self, chosen: list[int], passages: list[RetrievedPassage]):
+        """``(reader, passage indices)`` pairs: the neural reader's languages to it, the rest to the sentence reader."""
+        if self.sentence_reader is None:
+            return [(self.reader, chosen)]
+        known = [i for i in chosen if self.reader.reads(passages[i].lang)]
+        other = [i for i in chosen if not self.reader.reads(passages[i].lang)]
+        return [(reader, group) for reader, group in ((self.reader, known), (self.sentence_reader, other)) if group]
 
     def _good_enough(self, score: float, span: Span, passages: list[RetrievedPassage]) -> bool:
         s = self.settings

@@ -36,6 +36,7 @@ MAX_K = 50
 RRF_K = 60
 MIN_CANDIDATES = 20
 CROSS_LINGUAL_SLOTS = 1  # places (of k > 1) kept for passages in languages missing from the top k
+CROSS_LINGUAL_DEPTH = 256  # nearest multilingual neighbours searched first for a missing language (x8 until found)
 
 _WORD_RE = re.compile(r"\w+")
 _CYRILLIC_RE = re.compile(r"[а-я]")
@@ -166,11 +167,12 @@ class HybridRetriever:
             return top
         slots = min(CROSS_LINGUAL_SLOTS, k - 1)
         query_vec = self._multilingual.embed([query], query=True)[0]
-        extra = []
-        for i, _ in self._index.search(query_vec, len(self._index), multilingual=True):
-            if len(extra) == slots:
-                break
-            if passages[i].lang not in present:
-                present.add(passages[i].lang)
-                extra.append(i)
+        extra, seen, depth = [], 0, CROSS_LINGUAL_DEPTH
+        while len(extra) < slots and seen < len(self._index):  # deeper only when the nearest lack the language
+            hits = self._index.search(query_vec, depth, multilingual=True)
+            for i, _ in hits[seen:]:
+                if len(extra) < slots and passages[i].lang not in present:
+                    present.add(passages[i].lang)
+                    extra.append(i)
+            seen, depth = max(len(hits), depth), depth * 8
         return top[: k - len(extra)] + [(i, fused_scores.get(i, 0.0)) for i in extra]
