@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .config import BenchSettings, Settings
 from .evaluation import _percentile, f1_score, load_questions
+from .loadtest import process_memory_mb
 
 METRICS = ("p50_ms", "p95_ms", "f1", "cold_start_s", "index_s", "rss_mb")
 
@@ -76,15 +77,6 @@ def ratios(ours: dict, theirs: dict) -> dict:
             for m in METRICS if ours.get(m) and theirs.get(m)}
 
 
-def _peak_rss_mb(pid: int) -> float | None:
-    """The process's peak resident set (VmHWM), or None once it has exited."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-            return next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmHWM:"))
-    except (OSError, StopIteration, ValueError):
-        return None
-
-
 def first_answer_process(argv: list[str], poll_s: float = 0.02) -> tuple[float, float]:
     """Seconds from launching ``argv`` to its exit (after its first answer) and its peak RSS in MB.
 
@@ -96,7 +88,7 @@ def first_answer_process(argv: list[str], poll_s: float = 0.02) -> tuple[float, 
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
         peak = 0.0
         while proc.poll() is None:
-            peak = max(peak, _peak_rss_mb(proc.pid) or 0.0)
+            peak = max(peak, process_memory_mb(proc.pid, "VmHWM") or 0.0)
             time.sleep(poll_s)
         seconds = time.perf_counter() - started
         err.seek(0)

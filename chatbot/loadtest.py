@@ -40,13 +40,14 @@ class Session:
         self.ask, self.close = ask, close
 
 
-def rss_mb(pid: int | None = None) -> float:
-    """Resident memory of process ``pid`` (default: this one) in MiB (Linux)."""
-    with open(f"/proc/{pid or 'self'}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+def process_memory_mb(pid: int | None = None, field: str = "VmRSS") -> float | None:
+    """``field`` of /proc/PID/status in MiB (Linux): ``VmRSS`` resident now, ``VmHWM`` the peak; ``pid``
+    defaults to this process. None once the process has exited."""
+    try:
+        with open(f"/proc/{pid or 'self'}/status", encoding="ascii") as fh:
+            return next(int(line.split()[1]) / 1024 for line in fh if line.startswith(field + ":"))
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 def free_port() -> int:
@@ -218,10 +219,10 @@ def run_load(face: str, new_session: Callable[[], Session], sessions: int = 50, 
             history.append(question)
         user.close()
 
-    result.rss_before_mb = rss_mb(pid)
+    result.rss_before_mb = process_memory_mb(pid) or 0.0
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=sessions) as pool:
         list(pool.map(session, range(sessions)))
     result.wall_s = time.perf_counter() - started
-    result.rss_after_mb = rss_mb(pid)
+    result.rss_after_mb = process_memory_mb(pid) or 0.0
     return result

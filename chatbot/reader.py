@@ -140,9 +140,10 @@ _QUESTION_TYPES = (
 )
 _NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|hundred|thousand|million|billion|trillion|"
                      r"миллион\w*|миллиард\w*|тысяч\w*)\b", re.I)
-_DATE = re.compile(r"\d|\b(january|february|march|april|may|june|july|august|september|october|november|december|"
-                   r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|yesterday|today|year|январ\w*|феврал\w*|"
-                   r"март\w*|апрел\w*|ма[йя]|июн\w*|июл\w*|август\w*|сентябр\w*|октябр\w*|ноябр\w*|декабр\w*)\b", re.I)
+MONTHS = (r"january|february|march|april|may|june|july|august|september|october|november|december|"
+          r"январ\w*|феврал\w*|март\w*|апрел\w*|ма[йя]|июн\w*|июл\w*|август\w*|сентябр\w*|октябр\w*|ноябр\w*|декабр\w*")
+_DATE = re.compile(r"\d|\b(" + MONTHS + r"|monday|tuesday|wednesday|thursday|friday|saturday|sunday|yesterday|today|year)\b",
+                   re.I)
 _NAME = re.compile(r"(?:^|[\s(\"«])[A-ZА-ЯЁ]")
 # How much a span that does not look like the expected type keeps of its probability.
 TYPE_MISMATCH_FACTOR = 0.3

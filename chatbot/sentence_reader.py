@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from bm25s.stopwords import STOPWORDS_EN_PLUS, STOPWORDS_RUSSIAN
 
 from .chunking import split_sentences
 from .embedding import TextEmbedder
-from .reader import expected_answer_type
+from .reader import MONTHS, expected_answer_type
 from .retrieval import tokenize
 from .types import Span
 
@@ -45,9 +46,7 @@ _NUMBER_WORD = re.compile(
 _UNIT_WORD = re.compile(
     r"^(dollars?|euros?|pounds?|percent|gpus?|доллар\w*|евро|рубл\w*|процент\w*|единиц\w*|штук\w*|лет|год\w*|"
     r"тысяч\w*|миллион\w*|миллиард\w*|триллион\w*|млн|млрд)$", re.I)
-_MONTH = re.compile(r"^(january|february|march|april|may|june|july|august|september|october|november|december|"
-                    r"январ\w*|феврал\w*|март\w*|апрел\w*|ма[йя]|июн\w*|июл\w*|август\w*|сентябр\w*|октябр\w*|"
-                    r"ноябр\w*|декабр\w*)$", re.I)
+_MONTH = re.compile(r"^(" + MONTHS + r")$", re.I)
 # Russian adjective endings: an answer does not end in an adjective ("газовых" needs "турбин").
 _ADJECTIVE_END = re.compile(r"[а-яё](ый|ий|ой|ая|яя|ое|ее|ые|ие|ых|их|ую|юю|ого|его|ому|ему|ыми|ими)$", re.I)
 # Russian verb endings (reflexive, infinitive, present tense): a lone verb is rarely an answer.
@@ -82,6 +81,7 @@ class _Word:
     anchor: bool
     focus: bool
     clause: int
+    kind: str  # "amount", "date", "name" or "word"
 
 
 class SentenceReader:
@@ -187,16 +187,16 @@ def _words(sentence: str, cues: QuestionCues) -> list[_Word]:
         stems = tokenize(m.group())
         anchor = bool(stems) and all(_shares_root(s, cues.terms) for s in stems)
         clause = sum(1 for c in clause_starts if c < m.start())
-        words.append(_Word(m.start(), m.end(), m.group(), anchor, anchor and set(stems) <= cues.focus, clause))
+        words.append(_Word(m.start(), m.end(), m.group(), anchor, anchor and set(stems) <= cues.focus, clause,
+                           _kind(m.group(), first_in_sentence=m.start() == 0)))
     return words
 
 
 def _is_whole(words: list[_Word], i: int, j: int) -> bool:
     """Whether no neighbour in the same clause could extend the run words[i..j] with its kind."""
-    kind = _kind(words[i], words[i].start == 0)
     for k in (i - 1, j + 1):
         if 0 <= k < len(words) and words[k].clause == words[i].clause and not words[k].anchor \
-                and _kind(words[k], words[k].start == 0) == kind:
+                and words[k].kind == words[i].kind:
             return False
     return True
 
@@ -223,6 +223,7 @@ _CYRILLIC_TO_LATIN = str.maketrans({
 _SPELLINGS = (("ph", "f"), ("w", "v"), ("x", "ks"), ("c", "k"), ("y", "i"), ("j", "i"), ("q", "k"))
 
 
+@lru_cache(maxsize=4096)
 def _sound(word: str) -> str:
     """A crude spelling-free key for matching a name across Latin and Cyrillic script."""
     key = word.lower().translate(_CYRILLIC_TO_LATIN)
@@ -231,8 +232,7 @@ def _sound(word: str) -> str:
     return re.sub(r"(.)\1+", r"\1", key)
 
 
-def _kind(word: _Word, first_in_sentence: bool) -> str:
-    text = word.text
+def _kind(text: str, first_in_sentence: bool) -> str:
     if _NUMBER_WORD.match(text) or _UNIT_WORD.match(text):
         return "amount"
     if _MONTH.match(text):
@@ -246,7 +246,7 @@ def _candidate_weight(run: list[_Word], expects: str | None, whole: bool) -> flo
     """How answer-like a run of words is, before its distance to the anchors."""
     if any(w.text.lower() in _EDGE_STOPWORDS and not _NUMBER_WORD.match(w.text) for w in (run[0], run[-1])):
         return 0.0
-    kinds = {_kind(w, w.start == 0) for w in run}
+    kinds = {w.kind for w in run}
     if kinds == {"amount"} and not _NUMBER_WORD.match(run[0].text):
         return 0.0  # a unit word alone ("dollars") is not an amount
     if len(kinds) == 1 and kinds != {"word"}:

@@ -24,6 +24,7 @@ import numpy as np
 
 from chatbot.config import VectorIndexSettings
 from chatbot.index import make_vector_index, vector_index_kind
+from chatbot.loadtest import process_memory_mb
 
 DIM = 384
 CANDIDATES = 20  # chatbot.retrieval: max(MIN_CANDIDATES, 4 * k) for k = 5
@@ -43,11 +44,6 @@ def synthetic(n: int, rng: np.random.Generator, topics: int = 2000, block: int =
     return out
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmRSS:"))
-
-
 def build(kind: str, vectors: np.ndarray, settings: VectorIndexSettings) -> faiss.Index:
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
@@ -61,12 +57,12 @@ def build(kind: str, vectors: np.ndarray, settings: VectorIndexSettings) -> fais
 
 def measure(kind: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray | None,
             settings: VectorIndexSettings) -> tuple[dict, np.ndarray]:
-    before = rss_mb()
+    before = process_memory_mb()
     faiss.omp_set_num_threads(os.cpu_count() or 1)  # building may use every core
     started = time.perf_counter()
     index = build(kind, vectors, settings)
     build_s = time.perf_counter() - started
-    grown = rss_mb() - before
+    grown = process_memory_mb() - before
     faiss.omp_set_num_threads(1)  # one query at a time on one thread, as the chatbot searches
     times, found = [], []
     for q in queries:
