@@ -81,7 +81,7 @@ class Settings:
     top_k: int = 5
     max_question_chars: int = 1000
     max_file_bytes: int = MAX_CORPUS_FILE_BYTES  # larger corpus files are skipped with a warning
-    threads: int = 2  # torch threads (one per core of the 2-core target machine)
+    threads: int = 2  # torch and ONNX Runtime threads (one per core of the 2-core target machine)
     # Questions answered at once by the web app and by the HTTP API; more wait their turn. Answering
     # is CPU-bound (torch uses `threads` threads), so on 2 cores more at once only adds contention and
     # memory (each answer in flight holds its own activations): docs/hardening.md, "Load".
@@ -96,6 +96,15 @@ class Settings:
     # quantization; chatbot.reader.quantize_int8): 22 % less reader time, eval F1 55.9 vs 56.3 in fp32.
     # "fp32": as shipped (fp16 weights computed in fp32). Figures in chatbot/models/reader/README.md.
     reader_precision: str = "int8"
+    # Where the reader runs: "onnx" (ONNX Runtime on the exported model_int8.onnx / model.onnx beside the
+    # weights; answering then never imports torch, which cuts seconds off a cold start), "torch", or
+    # "auto": ONNX when that file exists and onnxruntime imports, else torch (with a log line saying why).
+    reader_runtime: str = "auto"
+    # Where queries are embedded: "onnx" (the index's query_encoder/, exported from the embedder when the
+    # index is built; chatbot.embedding.OnnxQueryEmbedder), "torch" (sentence-transformers), or "auto":
+    # ONNX when the index has the encoder and onnxruntime imports. Passages are always embedded by
+    # sentence-transformers.
+    query_runtime: str = "auto"
     # Answering (chatbot.pipeline). An answer's score is the reader probability times
     # rank_decay ** (best retrieval rank of its passage among the fused, dense and BM25 orders): the
     # reader's probabilities are per window and overconfident on distracting passages, so retrieval
@@ -125,4 +134,6 @@ class Settings:
             multilingual_embedder=env.get("CHATBOT_MULTILINGUAL_EMBEDDER"),
             reader=env.get("CHATBOT_READER"),
             reader_precision=env.get("CHATBOT_READER_PRECISION"),
+            reader_runtime=env.get("CHATBOT_READER_RUNTIME"),
+            query_runtime=env.get("CHATBOT_QUERY_RUNTIME"),
         )

@@ -151,7 +151,8 @@ class Chatbot(Retriever):
     def __init__(self, index: VectorIndex, settings: Settings, embedder: TextEmbedder | None = None,
                  reader: Reader | None = None):
         super().__init__(index, settings, embedder)
-        self.reader = reader or Reader(settings.reader, precision=settings.reader_precision)
+        self.reader = reader or Reader(settings.reader, precision=settings.reader_precision,
+                                       runtime=settings.reader_runtime, threads=settings.threads)
         multilingual = self.retriever.multilingual
         self.sentence_reader = SentenceReader(multilingual) if multilingual is not None else None
 

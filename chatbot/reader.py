@@ -6,24 +6,34 @@ Scores are per-window probabilities ``p_start(i) * p_end(j)`` from softmaxes
 over the window's context tokens and [CLS], so they lie in [0, 1] and mean
 the same thing in every passage. The no-answer threshold is stored beside the
 weights in ``reader_config.json`` (chosen on held-out data, see the model card).
+The model runs on ONNX Runtime when an exported copy lies beside the weights (see
+:class:`Reader`), else on torch; both tokenize with the ``tokenizers`` library
+(chatbot.tokenization), so their windows and offsets are the same.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from .config import SHIPPED_READER_DIR
 from .errors import ModelLoadError
+from .onnx_runtime import check_runtime, onnxruntime_available, open_session
+from .tokenization import WordPieces, load_tokenizer, pad
 from .types import Span
+
+log = logging.getLogger(__name__)
 
 READER_CONFIG = "reader_config.json"
 PRECISIONS = ("fp32", "int8")
+ONNX_FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}  # beside the weights, by precision
 DEFAULT_NO_ANSWER_THRESHOLD = 0.1
 
 
@@ -42,17 +52,29 @@ class ReaderSettings:
 
 
 class Reader:
-    """Extractive QA over a list of passages; the model loads lazily, once."""
+    """Extractive QA over a list of passages; the model loads lazily, once.
 
-    def __init__(self, model_name_or_path: str | Path | None = None, *, precision: str = "fp32", **overrides):
+    ``runtime``: "onnx" runs the exported model beside the weights (``model_int8.onnx`` for int8,
+    ``model.onnx`` for fp32; ``chatbot export-reader`` writes them) with ONNX Runtime, without
+    importing torch; "torch" runs the transformers checkpoint; "auto" takes ONNX when that file
+    exists and onnxruntime imports, else torch, and says in a log line why it fell back.
+    ``threads``: intra-op threads of either runtime (None: ONNX Runtime's default; torch's setting
+    is left alone).
+    """
+
+    def __init__(self, model_name_or_path: str | Path | None = None, *, precision: str = "fp32",
+                 runtime: str = "auto", threads: int | None = None, **overrides):
         if precision not in PRECISIONS:
             raise ValueError(f"reader precision must be one of {PRECISIONS}, got {precision!r}")
         self.model_name_or_path = str(model_name_or_path or SHIPPED_READER_DIR)
         self.precision = precision
+        self.requested_runtime = check_runtime(runtime)
+        self.runtime: str | None = None  # the runtime in use, once loaded
+        self.threads = threads
         self._overrides = overrides
         self._lock = threading.Lock()
         self._model = None
-        self._tokenizer = None
+        self._tokens: WordPieces | None = None
         self._settings: ReaderSettings | None = None
 
     @property
@@ -65,11 +87,34 @@ class Reader:
             return self
         with self._lock:
             if self._model is None:
-                tokenizer, model, settings = _load(self.model_name_or_path, self._overrides)
-                if self.precision == "int8":
-                    model = quantize_int8(model)
-                self._tokenizer, self._model, self._settings = tokenizer, model, settings
+                path = _checked_dir(self.model_name_or_path)
+                settings = _settings(path, self._overrides)
+                runtime = self._choose_runtime(path)
+                if runtime == "onnx":
+                    try:
+                        model, tokenizer = _OnnxQA(path / ONNX_FILES[self.precision], self.threads or 0), load_tokenizer(path)
+                    except ModelLoadError as exc:
+                        if self.requested_runtime == "onnx":
+                            raise
+                        log.warning("reader: %s; falling back to torch", exc)
+                        runtime = "torch"
+                if runtime == "torch":
+                    model, tokenizer = _load_torch(self.model_name_or_path, self.precision, self.threads)
+                self._tokens = WordPieces(tokenizer, settings.max_length, window_stride(settings.max_length, settings.stride))
+                self._model, self._settings, self.runtime = model, settings, runtime
         return self
+
+    def _choose_runtime(self, path: Path) -> str:
+        if self.requested_runtime != "auto":
+            return self.requested_runtime
+        onnx_file = path / ONNX_FILES[self.precision]
+        if not onnx_file.is_file():
+            return "torch"
+        if not onnxruntime_available():
+            log.warning("reader: onnxruntime is not installed (pip install onnxruntime); running %s with torch",
+                        onnx_file.parent)
+            return "torch"
+        return "onnx"
 
     def read(self, question: str, passages: list[str], top_k: int = 5) -> list[Span]:
         """Return up to ``top_k`` answer spans over all passages, best first.
@@ -81,37 +126,16 @@ class Reader:
         if not passages or not question.strip():
             return []
         self.load()
-        import torch
-
         s = self._settings
-        question = truncate_question(self._tokenizer, question, s.max_length)
-        enc = self._tokenizer(
-            [question] * len(passages),
-            passages,
-            truncation="only_second",
-            max_length=s.max_length,
-            stride=window_stride(s.max_length, s.stride),
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding=False,
-        )
-        windows = len(enc["input_ids"])
-        order = sorted(range(windows), key=lambda w: len(enc["input_ids"][w]))
+        question = self._tokens.truncate_question(question)
+        windows = sorted(self._tokens.windows(question, passages), key=lambda w: len(w.ids))
         best: dict[tuple[int, int, int], float] = {}
-        for b in range(0, windows, s.batch_size):
-            batch = order[b : b + s.batch_size]
-            feats = [{k: enc[k][w] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc} for w in batch]
-            inputs = self._tokenizer.pad(feats, return_tensors="pt")
-            with torch.inference_mode():
-                out = self._model(**inputs)
-            starts = out.start_logits.float().numpy()
-            ends = out.end_logits.float().numpy()
+        for b in range(0, len(windows), s.batch_size):
+            batch = windows[b : b + s.batch_size]
+            starts, ends = self._model(pad([(w.ids, w.type_ids) for w in batch], self._tokens.pad_id))
             for row, w in enumerate(batch):
-                p = enc["overflow_to_sample_mapping"][w]
-                for start, end, score in _window_spans(
-                    starts[row], ends[row], enc.sequence_ids(w), enc["offset_mapping"][w], s
-                ):
-                    key = (p, start, end)
+                for start, end, score in _window_spans(starts[row], ends[row], w.sequence_ids, w.offsets, s):
+                    key = (w.passage, start, end)
                     if score > best.get(key, -1.0):
                         best[key] = score
         if s.type_prior:
@@ -163,15 +187,6 @@ def type_prior(expected: str | None, span_text: str) -> float:
     return TYPE_MISMATCH_FACTOR
 
 
-def truncate_question(tokenizer, question: str, max_length: int) -> str:
-    """Cut the question to a quarter of the window, so the passage always fits beside it."""
-    enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
-    budget = max_length // 4
-    if len(enc["input_ids"]) <= budget:
-        return question
-    return question[: enc["offset_mapping"][budget - 1][1]]
-
-
 def window_stride(max_length: int, stride: int) -> int:
     """Overlap between windows, kept below the room a (truncated) question leaves."""
     return min(stride, max_length // 2)
@@ -219,12 +234,39 @@ def quantize_int8(model):
         return torch.ao.quantization.quantize_dynamic(model, names, dtype=torch.qint8)
 
 
-def _load(name_or_path: str, overrides: dict):
-    try:
+class _OnnxQA:
+    """The exported model on ONNX Runtime: padded numpy inputs -> (start logits, end logits)."""
+
+    def __init__(self, onnx_file: Path, threads: int):
+        if not onnx_file.is_file():
+            raise ModelLoadError(f"The reader has no ONNX model {onnx_file}: run `chatbot export-reader "
+                                 f"{onnx_file.parent}`, or set CHATBOT_READER_RUNTIME=torch.")
+        self._session = open_session(onnx_file, threads, "reader")
+        self._inputs = [i.name for i in self._session.get_inputs()]
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        starts, ends = self._session.run(["start_logits", "end_logits"], {k: inputs[k] for k in self._inputs})
+        return starts, ends
+
+
+class _TorchQA:
+    """A transformers QA model: padded numpy inputs -> (start logits, end logits)."""
+
+    def __init__(self, model, input_names: list[str]):
+        self._model = model
+        self._inputs = input_names
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         import torch
-        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-    except ImportError as exc:  # pragma: no cover - packaging error
-        raise ModelLoadError(f"The reader needs torch and transformers: pip install . ({exc})") from exc
+
+        with torch.inference_mode():
+            out = self._model(**{k: torch.from_numpy(inputs[k]) for k in self._inputs})
+        return out.start_logits.float().numpy(), out.end_logits.float().numpy()
+
+
+def _checked_dir(name_or_path: str) -> Path:
+    """``name_or_path`` as a path; ``ModelLoadError`` when it looks local but is missing or holds no checkpoint.
+    (A hub id that is not a local directory is left for transformers to find in its cache.)"""
     path = Path(name_or_path)
     looks_local = path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
     if looks_local and not path.exists():
@@ -237,18 +279,11 @@ def _load(name_or_path: str, overrides: dict):
             f"Reader model directory {path} has no config.json. Reinstall the package (pip install .) "
             "or point CHATBOT_READER / --reader at a directory holding a transformers QA checkpoint."
         )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        model = AutoModelForQuestionAnswering.from_pretrained(name_or_path, dtype=torch.float32)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"Could not load the reader model '{name_or_path}': {exc}. Set CHATBOT_READER (or --reader) to a "
-            "local directory with a transformers question-answering checkpoint, or reinstall with pip install . "
-            "to get the shipped model."
-        ) from exc
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelLoadError(f"The reader '{name_or_path}' needs a fast tokenizer (tokenizer.json) for offsets.")
-    model.eval()
+    return path
+
+
+def _settings(path: Path, overrides: dict) -> ReaderSettings:
+    """``ReaderSettings`` from ``reader_config.json`` beside the weights, then ``overrides``."""
     stored = {}
     config_file = path / READER_CONFIG
     if config_file.is_file():
@@ -263,5 +298,31 @@ def _load(name_or_path: str, overrides: dict):
     values = {k: v for k, v in {**stored, **overrides}.items() if k in known}
     if values.get("languages") is not None:
         values["languages"] = tuple(values["languages"])
-    settings = ReaderSettings(**values)
-    return tokenizer, model, settings
+    return ReaderSettings(**values)
+
+
+def _load_torch(name_or_path: str, precision: str, threads: int | None) -> tuple[_TorchQA, Tokenizer]:
+    """The transformers checkpoint (int8-quantized for ``precision="int8"``) and its fast tokenizer."""
+    try:
+        import torch
+        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+    except ImportError as exc:  # pragma: no cover - packaging error
+        raise ModelLoadError(f"The reader needs torch and transformers: pip install . ({exc})") from exc
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForQuestionAnswering.from_pretrained(name_or_path, dtype=torch.float32)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not load the reader model '{name_or_path}': {exc}. Set CHATBOT_READER (or --reader) to a "
+            "local directory with a transformers question-answering checkpoint, or reinstall with pip install . "
+            "to get the shipped model."
+        ) from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"The reader '{name_or_path}' needs a fast tokenizer (tokenizer.json) for offsets.")
+    model.eval()
+    if precision == "int8":
+        model = quantize_int8(model)
+    inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in tokenizer.model_input_names]
+    return _TorchQA(model, inputs), tokenizer.backend_tokenizer

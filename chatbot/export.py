@@ -1,0 +1,140 @@
+"""Export torch models to ONNX, so that answering runs on ONNX Runtime without torch.
+
+Two exports, both with torch's TorchScript-based exporter (``dynamo=False``: it needs only the
+``onnx`` package, where the dynamo exporter also needs onnxscript):
+
+- the reader (a developer step, ``chatbot export-reader``): ``model.onnx`` in fp32 and
+  ``model_int8.onnx`` (onnxruntime dynamic quantization, see :func:`quantize_reader`), beside
+  the weights;
+- the index's query encoder (at index build, chatbot.index): the sentence-transformers model's
+  transformer alone; pooling and normalisation run in numpy (chatbot.embedding.OnnxQueryEmbedder).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import ChatbotError
+from .reader import ONNX_FILES
+from .tokenization import TOKENIZER_FILE
+
+log = logging.getLogger(__name__)
+
+_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+OPSET = 17
+QUERY_ENCODER_FILE = "model.onnx"
+QUERY_ENCODER_CONFIG = "query_encoder.json"
+POOLINGS = ("mean", "cls")  # sentence-transformers pooling modes that OnnxQueryEmbedder implements
+
+
+def export_onnx(model, out: Path, outputs: list[str]) -> None:
+    """Write ``model`` (a transformers model taking input ids, attention mask and token type ids)
+    to ``out``, with batch and sequence length left free."""
+    import torch
+
+    ids = torch.ones(2, 16, dtype=torch.long)
+    with torch.inference_mode():
+        torch.onnx.export(
+            model, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(out), dynamo=False,
+            input_names=_INPUTS, output_names=outputs, opset_version=OPSET,
+            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in _INPUTS + outputs},
+        )
+
+
+@contextmanager
+def _eager_attention(model):
+    """``model`` with plain matmul-softmax attention while exporting: its graph runs about 10 %
+    faster on ONNX Runtime than the exported scaled-dot-product attention."""
+    before = model.config._attn_implementation
+    model.config._attn_implementation = "eager"
+    try:
+        yield model.eval()
+    finally:
+        model.config._attn_implementation = before
+
+
+def quantize_reader(fp32: Path, out: Path) -> None:
+    """int8 weights (dynamic quantization: activations quantized on the fly) for every MatMul of
+    the encoder except the feed-forward output layers and the span head, which stay fp32
+    (model card, "ONNX Runtime")."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    keep_fp32 = [n.name for n in graph.node if n.op_type == "MatMul" and _is_fp32_layer(n, graph)]
+    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                     nodes_to_exclude=keep_fp32)
+
+
+def _is_fp32_layer(node, graph) -> bool:
+    weights = [i for i in node.input if i in {t.name for t in graph.initializer}] or list(node.input)
+    name = " ".join([node.name, *weights])
+    return "qa_outputs" in name or ("output.dense" in name and "attention" not in name)
+
+
+def export_reader(model_dir: str | Path, keep_fp32: bool = False) -> dict[str, Path]:
+    """Export the transformers QA checkpoint in ``model_dir`` to ``model_int8.onnx`` beside it (and
+    ``model.onnx``, fp32, when ``keep_fp32``); returns ``{precision: file}``."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    model_dir = Path(model_dir)
+    try:
+        model = AutoModelForQuestionAnswering.from_pretrained(model_dir, dtype=torch.float32)
+    except Exception as exc:
+        raise ChatbotError(f"Cannot load the reader checkpoint in {model_dir}: {exc}") from exc
+    written = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / ONNX_FILES["fp32"]
+        with _eager_attention(model):
+            export_onnx(model, fp32, ["start_logits", "end_logits"])
+        quantize_reader(fp32, Path(tmp) / ONNX_FILES["int8"])
+        for precision in ("fp32", "int8") if keep_fp32 else ("int8",):
+            written[precision] = Path(shutil.copy(Path(tmp) / ONNX_FILES[precision], model_dir / ONNX_FILES[precision]))
+    return written
+
+
+def query_encoder_config(st_model) -> dict | None:
+    """What :class:`~chatbot.embedding.OnnxQueryEmbedder` needs to reproduce ``st_model.encode_query``,
+    or None (with a log line saying why) when the model has modules or settings it does not reproduce."""
+    from sentence_transformers.base.modules.normalize import Normalize
+    from sentence_transformers.base.modules.transformer import Transformer
+    from sentence_transformers.sentence_transformer.modules.pooling import Pooling
+
+    modules = list(st_model)
+    kinds = [type(m) for m in modules]
+    prompt = (st_model.prompts or {}).get("query", "")
+    reasons = [
+        kinds not in ([Transformer, Pooling], [Transformer, Pooling, Normalize]) and f"modules {kinds}",
+        Pooling in kinds and modules[1].pooling_mode not in POOLINGS and f"pooling {modules[1].pooling_mode!r}",
+        Pooling in kinds and prompt and not modules[1].include_prompt and "a query prompt left out of pooling",
+        Transformer in kinds and modules[0].do_lower_case and "do_lower_case",
+        Transformer in kinds and getattr(modules[0], "query_length", None) and "a query length",
+    ]
+    if any(reasons):
+        log.info("no ONNX query encoder for this embedder (%s): queries are embedded by sentence-transformers",
+                 ", ".join(r for r in reasons if r))
+        return None
+    return {"pooling": modules[1].pooling_mode, "normalize": Normalize in kinds, "prompt": prompt,
+            "max_length": int(st_model.max_seq_length), "dimension": int(st_model.get_embedding_dimension())}
+
+
+def export_query_encoder(st_model, out_dir: Path) -> dict | None:
+    """Write ``st_model``'s transformer (``model.onnx``, its output the token embeddings), its
+    ``tokenizer.json`` and ``query_encoder.json`` into ``out_dir``; returns that config, or None when
+    the model is not one :func:`query_encoder_config` accepts (nothing is written then)."""
+    config = query_encoder_config(st_model)
+    if config is None:
+        return None
+    transformer = st_model[0]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _eager_attention(transformer.auto_model) as model:
+        export_onnx(model, out_dir / QUERY_ENCODER_FILE, ["token_embeddings"])
+    transformer.tokenizer.backend_tokenizer.save(str(out_dir / TOKENIZER_FILE))
+    (out_dir / QUERY_ENCODER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return config
