@@ -45,6 +45,15 @@ def _evaluate_reader(args) -> int:
     return 0
 
 
+def _export_reader(args) -> int:
+    from .config import SHIPPED_READER_DIR
+    from .export import export_reader
+
+    for precision, path in export_reader(Path(args.model or SHIPPED_READER_DIR), keep_fp32=args.fp32).items():
+        print(f"{precision}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def _eval(args) -> int:
     from .evaluation import evaluate
 
@@ -230,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="OUT.json", help="also write the figures here")
     p.add_argument("--keep-threshold", action="store_true", help="do not write the chosen threshold beside the weights")
     p.set_defaults(func=_evaluate_reader)
+
+    p = sub.add_parser("export-reader", help="export a reader to ONNX (model_int8.onnx beside its weights) for "
+                       "ONNX Runtime (developer step)")
+    p.add_argument("model", nargs="?", help="reader model directory (default: the shipped model)")
+    p.add_argument("--fp32", action="store_true", help="also keep the fp32 export (model.onnx)")
+    p.set_defaults(func=_export_reader)
 
     from .config import Settings
 

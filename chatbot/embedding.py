@@ -2,20 +2,31 @@
 
 Stages depend on the small ``TextEmbedder`` protocol. ``Embedder`` runs a
 sentence-transformers model (all-MiniLM-L6-v2 by default, English-only);
-``UseEmbedder`` runs the multilingual second embedder that lets English questions
-find Russian passages and the reverse. ``make_embedder`` picks one by name.
+``OnnxQueryEmbedder`` embeds queries with the same model's ONNX export stored with the
+index, so that answering needs no torch; ``UseEmbedder`` runs the multilingual second
+embedder that lets English questions find Russian passages and the reverse.
+``make_embedder`` picks one by name.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
+import tempfile
 import threading
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from .config import DEFAULT_EMBEDDER, MULTILINGUAL_USE
 from .errors import ModelLoadError
+from .tokenization import TOKENIZER_FILE, WordPieces
+
+log = logging.getLogger(__name__)
 
 MULTILINGUAL_USE_DIMENSION = 512
 
@@ -70,14 +81,16 @@ class _LazyModel:
 
     def __init__(self):
         self._model = None
+        self._loaded = False
         self._load_lock = threading.Lock()
         self._encode_lock = threading.Lock()
 
     def _get_model(self):
-        if self._model is None:
+        if not self._loaded:
             with self._load_lock:
-                if self._model is None:
+                if not self._loaded:
                     self._model = self._load()
+                    self._loaded = True
         return self._model
 
     def _load(self):
@@ -96,11 +109,13 @@ class Embedder(_LazyModel):
     """
 
     def __init__(self, model_name_or_path: str = DEFAULT_EMBEDDER, *, local_files_only: bool = True,
-                 fix_hint: str = _FIX_HINT):
+                 fix_hint: str = _FIX_HINT, threads: int | None = None):
         super().__init__()
         self._name = model_name_or_path
         self._local_files_only = local_files_only
         self._fix_hint = fix_hint  # what a load error tells the user to do
+        self._threads = threads  # torch threads, set when the model loads (None: torch's default)
+        self._export: tuple[Path, dict | None] | None = None  # (folder, config) of the first query-encoder export
 
     @property
     def name(self) -> str:
@@ -121,6 +136,10 @@ class Embedder(_LazyModel):
         try:
             from sentence_transformers import SentenceTransformer
 
+            if self._threads:
+                import torch
+
+                torch.set_num_threads(self._threads)
             return SentenceTransformer(location, local_files_only=self._local_files_only)
         except Exception as exc:  # any failure to load is reported the same way
             raise ModelLoadError(
@@ -147,6 +166,101 @@ class Embedder(_LazyModel):
                 normalize_embeddings=True,
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def export_query_encoder(self, out_dir: Path) -> dict | None:
+        """Write the ONNX query encoder of this model into ``out_dir`` (chatbot.export) and return its
+        config, or None when :class:`OnnxQueryEmbedder` cannot reproduce the model. The export runs
+        once per instance; later calls copy its files."""
+        from .export import export_query_encoder
+
+        with self._encode_lock:
+            if self._export is None:
+                folder = Path(tempfile.mkdtemp(prefix="chatbot-query-encoder-"))
+                weakref.finalize(self, shutil.rmtree, folder, True)
+                self._export = folder, export_query_encoder(self._get_model(), folder)
+            folder, config = self._export
+            if config is not None:
+                shutil.copytree(folder, out_dir, dirs_exist_ok=True)
+            return config
+
+
+class OnnxQueryEmbedder(_LazyModel):
+    """Queries embedded on ONNX Runtime by the export of ``documents``' model stored with the index
+    (``query_encoder/``: the transformer, its tokenizer and the pooling in ``query_encoder.json``);
+    passages (``query=False``) and exports go to ``documents``, which loads only then.
+
+    ``files`` reads an encoder file, checked against the index manifest. When the encoder cannot be
+    loaded, queries go to ``documents`` too, with a log line saying so, unless ``strict``: then the
+    ``ModelLoadError`` is raised.
+    """
+
+    def __init__(self, files: Callable[[str], bytes], config: dict, documents: TextEmbedder, *, threads: int = 0,
+                 strict: bool = False):
+        super().__init__()
+        self._files = files
+        self._config = config
+        self._documents = documents
+        self._threads = threads
+        self._strict = strict
+
+    @property
+    def name(self) -> str:
+        return self._documents.name
+
+    @property
+    def dimension(self) -> int:
+        return int(self._config["dimension"])
+
+    def _load(self):
+        from .export import QUERY_ENCODER_FILE
+        from .onnx_runtime import open_session
+
+        try:
+            tokenizer = Tokenizer.from_str(self._files(TOKENIZER_FILE).decode("utf-8"))
+            session = open_session(self._files(QUERY_ENCODER_FILE), self._threads, "query encoder")
+        except Exception as exc:  # missing onnxruntime, a damaged or missing file
+            problem = " ".join(str(exc).split())
+            if self._strict:
+                raise ModelLoadError(f"The index's ONNX query encoder cannot be used: {problem}") from exc
+            log.warning("query encoder: %s; embedding queries with sentence-transformers", problem)
+            return None
+        return session, WordPieces(tokenizer, int(self._config["max_length"]), pair=False)
+
+    def embed(
+        self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        """Queries: ``(len(texts), dimension)`` float32 vectors as ``documents.embed(texts, query=True)``
+        gives them (``show_progress`` is ignored); passages: ``documents.embed``."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of strings, not a single string")
+        model = self._get_model() if query else None
+        if model is None:
+            return self._documents.embed(texts, query=query, batch_size=batch_size, show_progress=show_progress)
+        session, tokens = model
+        texts = [self._config["prompt"] + t for t in texts]
+        out = [np.zeros((0, self.dimension), dtype=np.float32)]
+        for b in range(0, len(texts), batch_size):
+            inputs = tokens.batch(texts[b : b + batch_size])
+            hidden = session.run(["token_embeddings"], inputs)[0]
+            out.append(pool(hidden, inputs["attention_mask"], self._config["pooling"], self._config["normalize"]))
+        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+    def export_query_encoder(self, out_dir: Path) -> dict | None:
+        export = getattr(self._documents, "export_query_encoder", None)
+        return export(out_dir) if export is not None else None
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndarray:
+    """Sentence vectors from token vectors ``(batch, tokens, dim)``: sentence-transformers' "mean"
+    (over the tokens the mask keeps) or "cls" pooling, then L2-normalised when ``normalize``."""
+    if mode == "cls":
+        vectors = hidden[:, 0]
+    else:
+        weights = mask[..., None].astype(hidden.dtype)
+        vectors = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+    if normalize:
+        vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+    return vectors
 
 
 class UseEmbedder(_LazyModel):

@@ -32,17 +32,28 @@ QUERY_ENCODER_CONFIG = "query_encoder.json"
 POOLINGS = ("mean", "cls")  # sentence-transformers pooling modes that OnnxQueryEmbedder implements
 
 
-def export_onnx(model, out: Path, outputs: list[str]) -> None:
+def export_onnx(model, out: Path, outputs: dict[str, str]) -> None:
     """Write ``model`` (a transformers model taking input ids, attention mask and token type ids)
-    to ``out``, with batch and sequence length left free."""
+    to ``out``, with batch and sequence length left free; ``outputs`` maps the ONNX output names to
+    the model's output fields."""
     import torch
 
+    class Outputs(torch.nn.Module):  # keyword inputs in, the chosen output fields out
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return tuple(out[field] for field in outputs.values())
+
     ids = torch.ones(2, 16, dtype=torch.long)
+    names = _INPUTS + list(outputs)
     with torch.inference_mode():
         torch.onnx.export(
-            model, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(out), dynamo=False,
-            input_names=_INPUTS, output_names=outputs, opset_version=OPSET,
-            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in _INPUTS + outputs},
+            Outputs().eval(), (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(out), dynamo=False,
+            input_names=_INPUTS, output_names=list(outputs), opset_version=OPSET,
+            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in names},
         )
 
 
@@ -59,22 +70,22 @@ def _eager_attention(model):
 
 
 def quantize_reader(fp32: Path, out: Path) -> None:
-    """int8 weights (dynamic quantization: activations quantized on the fly) for every MatMul of
-    the encoder except the feed-forward output layers and the span head, which stay fp32
-    (model card, "ONNX Runtime")."""
+    """int8 weights (dynamic quantization: activations quantized on the fly) for the attention
+    projections and feed-forward input layers; the feed-forward output layers, the span head and the
+    attention products stay fp32 (model card, "ONNX Runtime and int8")."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    graph = onnx.load(str(fp32), load_external_data=False).graph
-    keep_fp32 = [n.name for n in graph.node if n.op_type == "MatMul" and _is_fp32_layer(n, graph)]
+    graph = onnx.load(str(fp32)).graph
+    weights = {t.name for t in graph.initializer}
+    keep_fp32 = [n.name for n in graph.node if n.op_type == "MatMul" and _keeps_fp32(n.name, weights & set(n.input))]
     quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
                      nodes_to_exclude=keep_fp32)
 
 
-def _is_fp32_layer(node, graph) -> bool:
-    weights = [i for i in node.input if i in {t.name for t in graph.initializer}] or list(node.input)
-    name = " ".join([node.name, *weights])
-    return "qa_outputs" in name or ("output.dense" in name and "attention" not in name)
+def _keeps_fp32(node: str, weights: set[str]) -> bool:
+    """Whether the exported MatMul ``node`` (e.g. ``/model/bert/encoder/layer.0/output/dense/MatMul``) stays fp32."""
+    return not weights or "/qa_outputs/" in node or ("/output/dense/" in node and "/attention/" not in node)
 
 
 def export_reader(model_dir: str | Path, keep_fp32: bool = False) -> dict[str, Path]:
@@ -92,7 +103,7 @@ def export_reader(model_dir: str | Path, keep_fp32: bool = False) -> dict[str, P
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / ONNX_FILES["fp32"]
         with _eager_attention(model):
-            export_onnx(model, fp32, ["start_logits", "end_logits"])
+            export_onnx(model, fp32, {"start_logits": "start_logits", "end_logits": "end_logits"})
         quantize_reader(fp32, Path(tmp) / ONNX_FILES["int8"])
         for precision in ("fp32", "int8") if keep_fp32 else ("int8",):
             written[precision] = Path(shutil.copy(Path(tmp) / ONNX_FILES[precision], model_dir / ONNX_FILES[precision]))
@@ -134,7 +145,7 @@ def export_query_encoder(st_model, out_dir: Path) -> dict | None:
     transformer = st_model[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     with _eager_attention(transformer.auto_model) as model:
-        export_onnx(model, out_dir / QUERY_ENCODER_FILE, ["token_embeddings"])
+        export_onnx(model, out_dir / QUERY_ENCODER_FILE, {"token_embeddings": "last_hidden_state"})
     transformer.tokenizer.backend_tokenizer.save(str(out_dir / TOKENIZER_FILE))
     (out_dir / QUERY_ENCODER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return config

@@ -6,10 +6,13 @@ Layout of ``index_dir``::
                         above VectorIndexSettings.flat_max_chunks an IndexIVFFlat (make_vector_index)
     multilingual.faiss  the same for the second, multilingual embedder, when one is configured
     passages.jsonl      one passage per line; line number = chunk id = FAISS id
+    query_encoder/      the embedder's ONNX export for embedding queries without torch
+                        (model.onnx, tokenizer.json, query_encoder.json; chatbot.export), when
+                        the embedder offers one (``export_query_encoder``) and supports it
     manifest.json       format version, embedder, dimension, multilingual_embedder (null when
-                        none) and its dimension, chunk count, created_at, sha256 checksums of
-                        the files above, plus the caller's fields (chunking settings, corpus
-                        file hashes)
+                        none) and its dimension, query_encoder (its config, or null), chunk count,
+                        created_at, sha256 checksums of the files above, plus the caller's fields
+                        (chunking settings, corpus file hashes)
 
 ``build_index`` writes a complete new directory beside ``index_dir`` and swaps it
 in with renames, so readers only ever see a whole old or a whole new index.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -37,15 +41,18 @@ from .embedding import TextEmbedder
 from .errors import ChatbotError, IndexBuildError, IndexLoadError
 from .types import Passage
 
+log = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
 FAISS_FILE = "index.faiss"
 MULTILINGUAL_FAISS_FILE = "multilingual.faiss"
 PASSAGES_FILE = "passages.jsonl"
 MANIFEST_FILE = "manifest.json"
+QUERY_ENCODER_DIR = "query_encoder"
 _PASSAGE_FIELDS = ("text", "source", "title", "start", "end", "lang")
 _COMPUTED_FIELDS = frozenset({"format_version", "embedder", "dimension", "multilingual_embedder",
                               "multilingual_dimension", "chunk_count", "vector_index", "created_at",
-                              "checksums"})
+                              "checksums", "query_encoder"})
 
 
 class VectorIndex:
@@ -56,11 +63,21 @@ class VectorIndex:
     """
 
     def __init__(self, faiss_index: faiss.Index, passages: list[Passage], manifest: dict,
-                 multilingual_index: faiss.Index | None = None):
+                 multilingual_index: faiss.Index | None = None, directory: Path | None = None):
         self._faiss = faiss_index
         self._multilingual = multilingual_index
         self.passages = passages
         self.manifest = manifest
+        self.directory = directory  # where it was loaded from or written to
+
+    @property
+    def query_encoder(self) -> dict | None:
+        """The config of the index's ONNX query encoder (``query_encoder/``), or None when it has none."""
+        return self.manifest.get("query_encoder") if self.directory is not None else None
+
+    def query_encoder_file(self, name: str) -> bytes:
+        """A file of ``query_encoder/``, checked against the manifest (``IndexLoadError`` if damaged)."""
+        return _read_verified(self.directory, f"{QUERY_ENCODER_DIR}/{name}", self.manifest)
 
     @property
     def embedder_name(self) -> str:
@@ -122,7 +139,8 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a written file or a directory's entries to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -174,7 +192,7 @@ def _swap_in(new_dir: Path, index_dir: Path) -> None:
         if backup is not None:
             os.replace(backup, index_dir)
         raise
-    _fsync_dir(index_dir.parent)
+    _fsync(index_dir.parent)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
 
@@ -259,22 +277,30 @@ def build_index(
             files[PASSAGES_FILE] = "".join(
                 json.dumps(_passage_record(p), ensure_ascii=False) + "\n" for p in passages
             ).encode("utf-8")
+            for name, data in files.items():
+                _write_durably(new_dir / name, data)
+            checksums = {name: _sha256(data) for name, data in files.items()}
+            query_encoder = _export_query_encoder(embedder, new_dir / QUERY_ENCODER_DIR)
+            if query_encoder is not None:
+                for path in sorted((new_dir / QUERY_ENCODER_DIR).iterdir()):
+                    checksums[f"{QUERY_ENCODER_DIR}/{path.name}"] = _sha256(path.read_bytes())
+                    _fsync(path)
+                _fsync(new_dir / QUERY_ENCODER_DIR)
             manifest = {
                 "format_version": FORMAT_VERSION,
                 "embedder": embedder.name,
                 "dimension": embedder.dimension,
                 "multilingual_embedder": multilingual.name if multilingual else None,
                 "multilingual_dimension": multilingual.dimension if multilingual else None,
+                "query_encoder": query_encoder,
                 "chunk_count": len(passages),
                 "vector_index": vector_index_kind(len(passages), vector_index),
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "checksums": {name: _sha256(data) for name, data in files.items()},
+                "checksums": checksums,
                 **extra,
             }
-            for name, data in files.items():
-                _write_durably(new_dir / name, data)
             _write_durably(new_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
-            _fsync_dir(new_dir)
+            _fsync(new_dir)
             _swap_in(new_dir, index_dir)
         except ChatbotError:
             raise
@@ -285,7 +311,27 @@ def build_index(
             ) from exc
         finally:
             shutil.rmtree(new_dir, ignore_errors=True)
-    return VectorIndex(flat, [Passage(**_passage_record(p)) for p in passages], manifest, multilingual_flat)
+    return VectorIndex(flat, [Passage(**_passage_record(p)) for p in passages], manifest, multilingual_flat,
+                       index_dir)
+
+
+def _export_query_encoder(embedder: TextEmbedder, out_dir: Path) -> dict | None:
+    """The embedder's ONNX query encoder written into ``out_dir`` (its config), or None when the
+    embedder has none or the export fails: queries are then embedded by the embedder itself."""
+    export = getattr(embedder, "export_query_encoder", None)
+    if export is None:
+        return None
+    try:
+        config = export(out_dir)
+    except ChatbotError:
+        raise
+    except Exception as exc:  # an exporter or model the export does not handle
+        log.warning("no ONNX query encoder in the index (%s: %s): queries will be embedded by %s",
+                    type(exc).__name__, exc, embedder.name)
+        config = None
+    if config is None:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return config
 
 
 def _read_manifest(index_dir: Path) -> dict:
@@ -348,7 +394,7 @@ def load_index(index_dir: str | os.PathLike) -> VectorIndex:
             f"The index in {index_dir} is inconsistent ({counts}, dimensions (file, manifest) {dimensions}): "
             "rebuild it."
         )
-    return VectorIndex(flats[FAISS_FILE], passages, manifest, flats.get(MULTILINGUAL_FAISS_FILE))
+    return VectorIndex(flats[FAISS_FILE], passages, manifest, flats.get(MULTILINGUAL_FAISS_FILE), index_dir)
 
 
 def is_stale(index_dir: str | os.PathLike, expected_manifest_fields: Mapping) -> str | None:

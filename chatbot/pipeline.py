@@ -22,10 +22,11 @@ from .chunking import chunk_corpus
 from .config import Settings
 from .conversation import resolve_followup
 from .corpus import file_sha256, load_corpus
-from .embedding import Embedder, TextEmbedder, make_embedder
-from .errors import IndexBuildError, IndexLoadError
+from .embedding import Embedder, OnnxQueryEmbedder, TextEmbedder, make_embedder
+from .errors import IndexBuildError, IndexLoadError, ModelLoadError
 from .questions import clean_question  # noqa: F401 (part of this module's API)
 from .index import VectorIndex, build_index, is_stale, load_index, recover
+from .onnx_runtime import check_runtime, onnxruntime_available
 from .reader import Reader
 from .retrieval import MAX_K, HybridRetriever, RetrievedPassage
 from .sentence_reader import SentenceReader
@@ -82,8 +83,30 @@ def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbed
     # build_index records the embedders itself
     extra = {k: v for k, v in fields.items() if k not in ("embedder", "multilingual_embedder")}
     multilingual = make_embedder(settings.multilingual_embedder) if settings.multilingual_embedder else None
-    return build_index(passages, embedder or Embedder(settings.embedder), settings.index_dir, extra,
+    embedder = embedder or Embedder(settings.embedder, threads=settings.threads)
+    return build_index(passages, embedder, settings.index_dir, extra,
                        multilingual=multilingual, show_progress=progress, vector_index=settings.vector_index)
+
+
+def query_embedder(index: VectorIndex, embedder: TextEmbedder, settings: Settings) -> TextEmbedder:
+    """What embeds queries: an :class:`OnnxQueryEmbedder` over the index's query encoder (passages
+    still go to ``embedder``), or ``embedder`` itself, as ``settings.query_runtime`` asks ("auto":
+    the encoder when the index has one and onnxruntime imports)."""
+    runtime = check_runtime(settings.query_runtime)
+    if runtime == "torch":
+        return embedder
+    problem = None
+    if index.query_encoder is None:
+        problem = f"the index in {index.directory} has no ONNX query encoder (rebuild it to add one)"
+    elif not onnxruntime_available():
+        problem = "onnxruntime is not installed (pip install onnxruntime)"
+    if problem is None:
+        return OnnxQueryEmbedder(index.query_encoder_file, index.query_encoder, embedder, threads=settings.threads,
+                                 strict=runtime == "onnx")
+    if runtime == "onnx":
+        raise ModelLoadError(f"CHATBOT_QUERY_RUNTIME=onnx but {problem}.")
+    log.info("queries are embedded by sentence-transformers: %s", problem)
+    return embedder
 
 
 # ---------------------------------------------------------------- answering
@@ -104,7 +127,7 @@ class Retriever:
     def __init__(self, index: VectorIndex, settings: Settings, embedder: TextEmbedder | None = None):
         self.settings = settings
         self.index = index
-        self.embedder = embedder or Embedder(settings.embedder)
+        self.embedder = embedder or Embedder(settings.embedder, threads=settings.threads)
         self.retriever = HybridRetriever(index, self.embedder)
 
     @classmethod
@@ -115,7 +138,9 @@ class Retriever:
 
         Directories default to ``settings`` (``index`` and ``corpus`` in the current directory, or
         ``CHATBOT_INDEX``/``CHATBOT_CORPUS``); ``embedder`` is a sentence-transformers name or path,
-        or a loaded :class:`~chatbot.embedding.TextEmbedder`. Torch uses ``settings.threads`` threads.
+        or a loaded :class:`~chatbot.embedding.TextEmbedder`. Queries are embedded by the index's ONNX
+        query encoder when it has one (``settings.query_runtime``, :func:`query_embedder`); torch and
+        ONNX Runtime use ``settings.threads`` threads.
         Raises a :class:`~chatbot.errors.ChatbotError` whose message says how to fix the problem.
         """
         settings = (settings or Settings.from_env()).with_(
@@ -123,15 +148,13 @@ class Retriever:
             corpus_dir=Path(corpus_dir) if corpus_dir is not None else None,
             embedder=embedder if isinstance(embedder, str) else getattr(embedder, "name", None),
         )
-        import torch
-
         import faiss
 
-        torch.set_num_threads(settings.threads)
         faiss.omp_set_num_threads(settings.faiss_threads)
         if embedder is None or isinstance(embedder, str):
-            embedder = Embedder(settings.embedder)
-        return cls(ensure_index(settings, progress, embedder), settings, embedder)
+            embedder = Embedder(settings.embedder, threads=settings.threads)
+        index = ensure_index(settings, progress, embedder)
+        return cls(index, settings, query_embedder(index, embedder, settings))
 
     def search(self, query: str, k: int = 5) -> list[RetrievedPassage]:
         """The ``k`` (1 to 50) passages best matching ``query``, best first; ``ValueError`` on bad arguments.

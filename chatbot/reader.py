@@ -128,14 +128,14 @@ class Reader:
         self.load()
         s = self._settings
         question = self._tokens.truncate_question(question)
-        windows = sorted(self._tokens.windows(question, passages), key=lambda w: len(w.ids))
+        windows = sorted(self._tokens.windows([(question, p) for p in passages]), key=lambda w: len(w.ids))
         best: dict[tuple[int, int, int], float] = {}
         for b in range(0, len(windows), s.batch_size):
             batch = windows[b : b + s.batch_size]
             starts, ends = self._model(pad([(w.ids, w.type_ids) for w in batch], self._tokens.pad_id))
             for row, w in enumerate(batch):
                 for start, end, score in _window_spans(starts[row], ends[row], w.sequence_ids, w.offsets, s):
-                    key = (w.passage, start, end)
+                    key = (w.pair, start, end)
                     if score > best.get(key, -1.0):
                         best[key] = score
         if s.type_prior:

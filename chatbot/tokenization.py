@@ -4,7 +4,8 @@ A Hugging Face fast tokenizer is a thin layer over a ``tokenizers.Tokenizer`` (i
 ``tokenizer.json``); calling the library itself gives the same ids and offsets without
 importing transformers (about 3 s of the cold start). :meth:`WordPieces.windows` is what
 ``tokenizer(questions, passages, truncation="only_second", max_length=..., stride=...,
-return_overflowing_tokens=True, return_offsets_mapping=True)`` returns, window for window.
+return_overflowing_tokens=True, return_offsets_mapping=True)`` returns, window for window;
+the reader (both runtimes) and the reader's training use it.
 
 Truncation and padding are fixed when a :class:`WordPieces` is made and never changed, so one
 instance is safe to share between threads.
@@ -27,13 +28,13 @@ TOKENIZER_FILE = "tokenizer.json"
 class Window:
     """One window of a (question, passage) pair: token ids, type ids, which sequence each token
     belongs to (None for special tokens, 0 question, 1 passage), character offsets into its text,
-    and the index of its passage."""
+    and the index of its pair."""
 
     ids: list[int]
     type_ids: list[int]
     sequence_ids: list[int | None]
     offsets: list[tuple[int, int]]
-    passage: int
+    pair: int
 
 
 def load_tokenizer(model_dir: str | Path) -> Tokenizer:
@@ -67,12 +68,13 @@ class WordPieces:
             return question
         return question[: offsets[budget - 1][1]]
 
-    def windows(self, question: str, passages: list[str]) -> list[Window]:
-        """Every window of every (question, passage) pair, passage by passage."""
+    def windows(self, pairs: list[tuple[str, str]]) -> list[Window]:
+        """Every window of every (question, passage) pair, pair by pair: the passage is cut into
+        windows of ``max_length`` tokens overlapping by ``stride``, each with the whole question."""
         out = []
-        for p, first in enumerate(self._cut.encode_batch([(question, passage) for passage in passages])):
+        for i, first in enumerate(self._cut.encode_batch(pairs)):
             for enc in [first, *first.overflowing]:
-                out.append(Window(enc.ids, enc.type_ids, enc.sequence_ids, enc.offsets, p))
+                out.append(Window(enc.ids, enc.type_ids, enc.sequence_ids, enc.offsets, i))
         return out
 
     def batch(self, texts: list[str]) -> dict[str, np.ndarray]:

@@ -82,7 +82,7 @@ def argv_tail(built_corpus, tiny_reader_dir, embedder, monkeypatch):
     """CLI options for the built corpus and the tiny reader; the session's embedder is reused."""
     from chatbot import pipeline
 
-    monkeypatch.setattr(pipeline, "Embedder", lambda name: embedder)  # load the embedding model once per session
+    monkeypatch.setattr(pipeline, "Embedder", lambda name, **_: embedder)  # load the embedding model once per session
     corpus, index_dir = built_corpus
     return ["--corpus", str(corpus), "--index", str(index_dir), "--reader", str(tiny_reader_dir)]
 

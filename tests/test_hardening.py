@@ -164,7 +164,7 @@ HTML_PAGE = ("<html><head><title>Page</title><script>var tracking = 'pixel';</sc
 @pytest.fixture
 def no_multilingual(monkeypatch, embedder):
     """CLI runs use the session's embedder and no second, multilingual one (faster builds)."""
-    monkeypatch.setattr(pipeline, "Embedder", lambda name: embedder)
+    monkeypatch.setattr(pipeline, "Embedder", lambda name, **_: embedder)
     monkeypatch.setenv("CHATBOT_MULTILINGUAL_EMBEDDER", "")
 
 
@@ -360,7 +360,7 @@ def test_broken_embedder_names_its_variable(tmp_path, built_corpus, embedder, mo
         (model / "config.json").write_text("{not json")
     monkeypatch.setenv(variable, str(model))
     if variable != "CHATBOT_EMBEDDER":
-        monkeypatch.setattr(pipeline, "Embedder", lambda name: embedder)
+        monkeypatch.setattr(pipeline, "Embedder", lambda name, **_: embedder)
     assert main(["index", "--corpus", str(built_corpus[0]), "--index", str(tmp_path / "index")]) == 2
     err = capsys.readouterr().err
     (err,) = _error_lines(err)

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
-import torch
 
 from chatbot.config import SHIPPED_READER_DIR
 from chatbot.errors import ModelLoadError
@@ -18,9 +15,10 @@ from chatbot.reader import (
     ReaderSettings,
     _window_spans,
     expected_answer_type,
-    truncate_question,
     type_prior,
+    window_stride,
 )
+from chatbot.tokenization import WordPieces
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +43,16 @@ class _PickTokenModel:
     def __init__(self, start_id: int, end_id: int):
         self.start_id, self.end_id = start_id, end_id
 
-    def __call__(self, input_ids, **_):
-        start = torch.where(input_ids == self.start_id, 20.0, 0.0)
-        end = torch.where(input_ids == self.end_id, 20.0, 0.0)
-        return SimpleNamespace(start_logits=start, end_logits=end)
+    def __call__(self, inputs):
+        input_ids = inputs["input_ids"]
+        return np.where(input_ids == self.start_id, 20.0, 0.0), np.where(input_ids == self.end_id, 20.0, 0.0)
 
 
 def _reader_with(model, tokenizer, **settings) -> Reader:
     reader = Reader("unused")
-    reader._model, reader._tokenizer, reader._settings = model, tokenizer, ReaderSettings(**settings)
+    s = ReaderSettings(**settings)
+    reader._model, reader._settings = model, s
+    reader._tokens = WordPieces(tokenizer.backend_tokenizer, s.max_length, window_stride(s.max_length, s.stride))
     return reader
 
 
@@ -138,8 +137,8 @@ def test_empty_inputs_give_no_spans(tiny_model_dir):
 
 def test_huge_question_is_cut_to_fit_the_window(tokenizer):
     question = "why " * 5000
-    cut = truncate_question(tokenizer, question, 256)
-    assert question.startswith(cut) and len(tokenizer(cut, add_special_tokens=False)["input_ids"]) <= 64
+    cut = WordPieces(tokenizer.backend_tokenizer, 256).truncate_question(question)
+    assert question.startswith(cut) and len(tokenizer(cut, add_special_tokens=False)["input_ids"]) == 64
 
 
 def test_missing_model_says_what_to_do(tmp_path):
@@ -232,9 +231,10 @@ def test_type_prior_reranks_the_readers_spans(tokenizer):
     word_id = tokenizer.convert_tokens_to_ids("memphis")
 
     class TwoPeaks:
-        def __call__(self, input_ids, **_):
-            peak = torch.where((input_ids == amount_id) | (input_ids == word_id), 10.0, 0.0)
-            return SimpleNamespace(start_logits=peak, end_logits=peak)
+        def __call__(self, inputs):
+            input_ids = inputs["input_ids"]
+            peak = np.where((input_ids == amount_id) | (input_ids == word_id), 10.0, 0.0)
+            return peak, peak
 
     passages = ["Turbines went to Memphis.", "There were 30 turbines."]
     with_prior = _reader_with(TwoPeaks(), tokenizer, type_prior=True).read("How many turbines?", passages)
