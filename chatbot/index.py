@@ -263,56 +263,87 @@ def build_index(
         raise IndexBuildError("No passages to index: the corpus is empty or every file was skipped.")
     index_dir = Path(index_dir).absolute()
     index_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _new_version(index_dir, "Building") as new_dir:
+        texts = [p.text for p in passages]
+        flat = _embed_vectors(embedder, texts, batch_size, show_progress, vector_index)
+        files = {FAISS_FILE: faiss.serialize_index(flat).tobytes()}
+        multilingual_flat = None
+        if multilingual is not None:
+            multilingual_flat = _embed_vectors(multilingual, texts, batch_size, show_progress, vector_index)
+            files[MULTILINGUAL_FAISS_FILE] = faiss.serialize_index(multilingual_flat).tobytes()
+        files[PASSAGES_FILE] = "".join(
+            json.dumps(_passage_record(p), ensure_ascii=False) + "\n" for p in passages
+        ).encode("utf-8")
+        for name, data in files.items():
+            _write_durably(new_dir / name, data)
+        checksums = {name: _sha256(data) for name, data in files.items()}
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "embedder": embedder.name,
+            "dimension": embedder.dimension,
+            "multilingual_embedder": multilingual.name if multilingual else None,
+            "multilingual_dimension": multilingual.dimension if multilingual else None,
+            "query_encoder": _write_query_encoder(embedder, new_dir, checksums),
+            "chunk_count": len(passages),
+            "vector_index": vector_index_kind(len(passages), vector_index),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "checksums": checksums,
+            **extra,
+        }
+        _write_durably(new_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
+    return VectorIndex(flat, [Passage(**_passage_record(p)) for p in passages], manifest, multilingual_flat,
+                       index_dir)
+
+
+def add_query_encoder(index_dir: str | os.PathLike, embedder: TextEmbedder) -> VectorIndex:
+    """Give an index built before query encoders existed (no ``query_encoder`` in its manifest) the
+    embedder's ONNX query encoder, without embedding its passages again: a copy of its files gets the
+    encoder and a new manifest, then replaces it as a build does. Returns the index as loaded after."""
+    index_dir = Path(index_dir).absolute()
+    with _new_version(index_dir, "Adding a query encoder to") as new_dir:
+        manifest = _read_manifest(index_dir)
+        checksums = dict(manifest.get("checksums", {}))
+        for name in checksums:
+            shutil.copy2(index_dir / name, new_dir / name)
+            _fsync(new_dir / name)
+        manifest.update(query_encoder=_write_query_encoder(embedder, new_dir, checksums), checksums=checksums)
+        _write_durably(new_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
+    return load_index(index_dir)
+
+
+@contextmanager
+def _new_version(index_dir: Path, doing: str):
+    """A fresh folder beside ``index_dir`` to write a whole new version of the index in; when the
+    block ends without error it is flushed and swapped in for ``index_dir``. Builds of one index are
+    serialised; on failure the previous index is left as it was (``IndexBuildError``)."""
     with _build_lock(index_dir):
         _clean_leftovers(index_dir)
         new_dir = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.tmp-", dir=index_dir.parent))
         try:
-            texts = [p.text for p in passages]
-            flat = _embed_vectors(embedder, texts, batch_size, show_progress, vector_index)
-            files = {FAISS_FILE: faiss.serialize_index(flat).tobytes()}
-            multilingual_flat = None
-            if multilingual is not None:
-                multilingual_flat = _embed_vectors(multilingual, texts, batch_size, show_progress, vector_index)
-                files[MULTILINGUAL_FAISS_FILE] = faiss.serialize_index(multilingual_flat).tobytes()
-            files[PASSAGES_FILE] = "".join(
-                json.dumps(_passage_record(p), ensure_ascii=False) + "\n" for p in passages
-            ).encode("utf-8")
-            for name, data in files.items():
-                _write_durably(new_dir / name, data)
-            checksums = {name: _sha256(data) for name, data in files.items()}
-            query_encoder = _export_query_encoder(embedder, new_dir / QUERY_ENCODER_DIR)
-            if query_encoder is not None:
-                for path in sorted((new_dir / QUERY_ENCODER_DIR).iterdir()):
-                    checksums[f"{QUERY_ENCODER_DIR}/{path.name}"] = _sha256(path.read_bytes())
-                    _fsync(path)
-                _fsync(new_dir / QUERY_ENCODER_DIR)
-            manifest = {
-                "format_version": FORMAT_VERSION,
-                "embedder": embedder.name,
-                "dimension": embedder.dimension,
-                "multilingual_embedder": multilingual.name if multilingual else None,
-                "multilingual_dimension": multilingual.dimension if multilingual else None,
-                "query_encoder": query_encoder,
-                "chunk_count": len(passages),
-                "vector_index": vector_index_kind(len(passages), vector_index),
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "checksums": checksums,
-                **extra,
-            }
-            _write_durably(new_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
+            yield new_dir
             _fsync(new_dir)
             _swap_in(new_dir, index_dir)
         except ChatbotError:
             raise
         except Exception as exc:
             raise IndexBuildError(
-                f"Building the index in {index_dir} failed ({type(exc).__name__}: {exc}); "
+                f"{doing} the index in {index_dir} failed ({type(exc).__name__}: {exc}); "
                 "the previous index, if any, is unchanged."
             ) from exc
         finally:
             shutil.rmtree(new_dir, ignore_errors=True)
-    return VectorIndex(flat, [Passage(**_passage_record(p)) for p in passages], manifest, multilingual_flat,
-                       index_dir)
+
+
+def _write_query_encoder(embedder: TextEmbedder, index_dir: Path, checksums: dict) -> dict | None:
+    """Export the embedder's query encoder into ``index_dir``, durably, adding its files to ``checksums``;
+    returns its config (None when there is none)."""
+    config = _export_query_encoder(embedder, index_dir / QUERY_ENCODER_DIR)
+    if config is not None:
+        for path in sorted((index_dir / QUERY_ENCODER_DIR).iterdir()):
+            checksums[f"{QUERY_ENCODER_DIR}/{path.name}"] = _sha256(path.read_bytes())
+            _fsync(path)
+        _fsync(index_dir / QUERY_ENCODER_DIR)
+    return config
 
 
 def _export_query_encoder(embedder: TextEmbedder, out_dir: Path) -> dict | None:

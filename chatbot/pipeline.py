@@ -25,7 +25,7 @@ from .corpus import file_sha256, load_corpus
 from .embedding import Embedder, OnnxQueryEmbedder, TextEmbedder, make_embedder
 from .errors import IndexBuildError, IndexLoadError, ModelLoadError
 from .questions import clean_question  # noqa: F401 (part of this module's API)
-from .index import VectorIndex, build_index, is_stale, load_index, recover
+from .index import VectorIndex, add_query_encoder, build_index, is_stale, load_index, recover
 from .onnx_runtime import check_runtime, onnxruntime_available
 from .reader import Reader
 from .retrieval import MAX_K, HybridRetriever, RetrievedPassage
@@ -66,15 +66,19 @@ def index_fields(settings: Settings) -> dict:
 
 
 def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbedder | None = None) -> VectorIndex:
-    """Load the index in ``settings.index_dir``, building it first when missing, stale or damaged."""
+    """Load the index in ``settings.index_dir``, building it first when missing, stale or damaged (an
+    index from before query encoders gets one added, see :func:`~chatbot.index.add_query_encoder`)."""
     recover(settings.index_dir)  # a build killed half-way leaves the previous index in place
     fields = index_fields(settings)
     reason = is_stale(settings.index_dir, fields)
+    embedder = embedder or Embedder(settings.embedder, threads=settings.threads)
     if reason is None:
         try:
-            return load_index(settings.index_dir)
+            index = load_index(settings.index_dir)
         except IndexLoadError as exc:
             reason = str(exc)
+        else:
+            return index if "query_encoder" in index.manifest else _with_query_encoder(index, embedder)
     log.info("building the index in %s: %s", settings.index_dir, reason)
     docs, skipped = load_corpus(settings.corpus_dir, settings.max_file_bytes)
     for s in skipped:
@@ -83,9 +87,19 @@ def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbed
     # build_index records the embedders itself
     extra = {k: v for k, v in fields.items() if k not in ("embedder", "multilingual_embedder")}
     multilingual = make_embedder(settings.multilingual_embedder) if settings.multilingual_embedder else None
-    embedder = embedder or Embedder(settings.embedder, threads=settings.threads)
     return build_index(passages, embedder, settings.index_dir, extra,
                        multilingual=multilingual, show_progress=progress, vector_index=settings.vector_index)
+
+
+def _with_query_encoder(index: VectorIndex, embedder: TextEmbedder) -> VectorIndex:
+    """``index`` (built before query encoders existed) with the embedder's encoder added, or as it is
+    when it cannot be written (a read-only index still answers, its queries through the embedder)."""
+    log.info("adding an ONNX query encoder to the index in %s (passages are not embedded again)", index.directory)
+    try:
+        return add_query_encoder(index.directory, embedder)
+    except IndexBuildError as exc:
+        log.warning("%s", exc)
+        return index
 
 
 def query_embedder(index: VectorIndex, embedder: TextEmbedder, settings: Settings) -> TextEmbedder:
@@ -97,7 +111,7 @@ def query_embedder(index: VectorIndex, embedder: TextEmbedder, settings: Setting
         return embedder
     problem = None
     if index.query_encoder is None:
-        problem = f"the index in {index.directory} has no ONNX query encoder (rebuild it to add one)"
+        problem = f"the index in {index.directory} has no ONNX query encoder (its build log says why)"
     elif not onnxruntime_available():
         problem = "onnxruntime is not installed (pip install onnxruntime)"
     if problem is None:

@@ -89,20 +89,22 @@ class Reader:
             if self._model is None:
                 path = _checked_dir(self.model_name_or_path)
                 settings = _settings(path, self._overrides)
-                runtime = self._choose_runtime(path)
-                if runtime == "onnx":
-                    try:
-                        model, tokenizer = _OnnxQA(path / ONNX_FILES[self.precision], self.threads or 0), load_tokenizer(path)
-                    except ModelLoadError as exc:
-                        if self.requested_runtime == "onnx":
-                            raise
-                        log.warning("reader: %s; falling back to torch", exc)
-                        runtime = "torch"
-                if runtime == "torch":
-                    model, tokenizer = _load_torch(self.model_name_or_path, self.precision, self.threads)
-                self._tokens = WordPieces(tokenizer, settings.max_length, window_stride(settings.max_length, settings.stride))
+                model, tokenizer, runtime = self._open(path)
+                stride = window_stride(settings.max_length, settings.stride)
+                self._tokens = WordPieces(tokenizer, settings.max_length, stride)
                 self._model, self._settings, self.runtime = model, settings, runtime
         return self
+
+    def _open(self, path: Path) -> tuple[_OnnxQA | _TorchQA, Tokenizer, str]:
+        """The model, its tokenizer and the runtime they run on."""
+        if self._choose_runtime(path) == "onnx":
+            try:
+                return _OnnxQA(path / ONNX_FILES[self.precision], self.threads or 0), load_tokenizer(path), "onnx"
+            except ModelLoadError as exc:
+                if self.requested_runtime == "onnx":
+                    raise
+                log.warning("reader: %s; falling back to torch", exc)
+        return *_load_torch(self.model_name_or_path, self.precision, self.threads), "torch"
 
     def _choose_runtime(self, path: Path) -> str:
         if self.requested_runtime != "auto":

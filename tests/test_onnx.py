@@ -188,6 +188,33 @@ def test_an_index_without_query_encoder_embeds_queries_with_sentence_transformer
         query_embedder(load_index(index_dir), embedder, Settings(query_runtime="onnx"))
 
 
+def test_an_index_from_before_query_encoders_gets_one_without_re_embedding(built_corpus, embedder, tmp_path, caplog):
+    corpus, _ = built_corpus
+    index_dir = _copy_index(built_corpus, tmp_path)
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    del manifest["query_encoder"]  # written by the version before this one
+    manifest["checksums"] = {k: v for k, v in manifest["checksums"].items() if not k.startswith(QUERY_ENCODER_DIR)}
+    (index_dir / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(index_dir / QUERY_ENCODER_DIR)
+    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir)
+
+    class NoReembedding:  # the old passages' vectors are kept: embedding them again would fail here
+        name, dimension = embedder.name, embedder.dimension
+        export_query_encoder = embedder.export_query_encoder
+
+        def embed(self, texts, **kwargs):
+            raise AssertionError("passages embedded again")
+
+    with caplog.at_level(logging.INFO, logger="chatbot.pipeline"):
+        index = ensure_index(settings, embedder=NoReembedding())
+    assert "adding an ONNX query encoder" in caplog.text
+    after = json.loads((index_dir / "manifest.json").read_text())
+    assert after["query_encoder"]["pooling"] == "mean" and after["created_at"] == manifest["created_at"]
+    assert {k: v for k, v in after["checksums"].items() if k in manifest["checksums"]} == manifest["checksums"]
+    assert isinstance(query_embedder(index, embedder, settings), OnnxQueryEmbedder)
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name] == []
+
+
 def test_a_damaged_query_encoder_falls_back_or_fails_clearly(built_corpus, embedder, tmp_path, caplog):
     index_dir = _copy_index(built_corpus, tmp_path)
     model = index_dir / QUERY_ENCODER_DIR / "model.onnx"
