@@ -254,8 +254,8 @@ def test_answering_through_onnx_imports_no_torch(built_corpus):
 import sys
 from chatbot import Chatbot
 bot = Chatbot.load(index_dir={str(index_dir)!r}, corpus_dir={str(corpus)!r})
-answer = bot.ask("Which platform is Grok integrated into?")
-assert answer.text and "X" in answer.text, answer
+answer = bot.ask("Where is the Colossus supercomputer?")
+assert answer.text and "Memphis" in answer.text, answer
 assert bot.reader.runtime == "onnx", bot.reader.runtime
 heavy = sorted(m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules)
 assert not heavy, heavy
