@@ -49,7 +49,7 @@ def _export_reader(args) -> int:
     from .config import SHIPPED_READER_DIR
     from .export import export_reader
 
-    for precision, path in export_reader(Path(args.model or SHIPPED_READER_DIR), keep_fp32=args.fp32).items():
+    for precision, path in export_reader(Path(args.model or SHIPPED_READER_DIR), int8=args.int8).items():
         print(f"{precision}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -240,10 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-threshold", action="store_true", help="do not write the chosen threshold beside the weights")
     p.set_defaults(func=_evaluate_reader)
 
-    p = sub.add_parser("export-reader", help="export a reader to ONNX (model_int8.onnx beside its weights) for "
+    p = sub.add_parser("export-reader", help="export a reader to ONNX (model.onnx beside its weights) for "
                        "ONNX Runtime (developer step)")
     p.add_argument("model", nargs="?", help="reader model directory (default: the shipped model)")
-    p.add_argument("--fp32", action="store_true", help="also keep the fp32 export (model.onnx)")
+    p.add_argument("--int8", action="store_true", help="also write the int8 export (model_int8.onnx)")
     p.set_defaults(func=_export_reader)
 
     from .config import Settings

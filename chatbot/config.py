@@ -92,11 +92,12 @@ class Settings:
     # FAISS's OpenMP threads busy-wait after each search and take the cores from torch: one query
     # against a few thousand vectors needs no second thread (docs/benchmark.md).
     faiss_threads: int = 1
-    # "int8": the reader's attention and feed-forward input weights are quantized on load (torch dynamic
-    # quantization; chatbot.reader.quantize_int8): 22 % less reader time, eval F1 55.9 vs 56.3 in fp32.
-    # "fp32": as shipped (fp16 weights computed in fp32). Figures in chatbot/models/reader/README.md.
-    reader_precision: str = "int8"
-    # Where the reader runs: "onnx" (ONNX Runtime on the exported model_int8.onnx / model.onnx beside the
+    # "fp32": the reader computes in fp32 (its weights are fp16 on disk). "int8": int8 weights in its
+    # attention and feed-forward input layers (model_int8.onnx from `chatbot export-reader --int8`, or
+    # torch dynamic quantization at load): a quarter less reader time, but with ONNX Runtime eval F1
+    # 65.5 vs 66.4 and the README's first example unanswered (model card, "Runtime and int8").
+    reader_precision: str = "fp32"
+    # Where the reader runs: "onnx" (ONNX Runtime on the exported model.onnx / model_int8.onnx beside the
     # weights; answering then never imports torch, which cuts seconds off a cold start), "torch", or
     # "auto": ONNX when that file exists and onnxruntime imports, else torch (with a log line saying why).
     reader_runtime: str = "auto"

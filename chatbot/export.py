@@ -3,9 +3,9 @@
 Two exports, both with torch's TorchScript-based exporter (``dynamo=False``: it needs only the
 ``onnx`` package, where the dynamo exporter also needs onnxscript):
 
-- the reader (a developer step, ``chatbot export-reader``): ``model.onnx`` in fp32 and
-  ``model_int8.onnx`` (onnxruntime dynamic quantization, see :func:`quantize_reader`), beside
-  the weights;
+- the reader (a developer step, ``chatbot export-reader``): ``model.onnx`` (fp32 compute) and,
+  on request, ``model_int8.onnx`` (onnxruntime dynamic quantization, :func:`quantize_reader`),
+  beside the weights;
 - the index's query encoder (at index build, chatbot.index): the sentence-transformers model's
   transformer alone; pooling and normalisation run in numpy (chatbot.embedding.OnnxQueryEmbedder).
 """
@@ -78,8 +78,8 @@ def _eager_attention(model):
 def quantize_reader(fp32: Path, out: Path) -> None:
     """int8 weights, one scale per output channel (dynamic quantization: activations are quantized
     on the fly), for the attention projections and feed-forward input layers; the feed-forward output
-    layers, the span head and the attention products stay fp32. Of the variants measured this is the
-    one within 1 F1 of fp32 that keeps its abstentions (model card, "int8 at inference")."""
+    layers, the span head and the attention products stay fp32. Of the int8 variants measured, the
+    one within 1 F1 of fp32 that keeps the eval gate's abstentions (model card, "Runtime")."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -95,9 +95,10 @@ def _keeps_fp32(node: str, weights: set[str]) -> bool:
     return not weights or "/qa_outputs/" in node or ("/output/dense/" in node and "/attention/" not in node)
 
 
-def export_reader(model_dir: str | Path, keep_fp32: bool = False) -> dict[str, Path]:
-    """Export the transformers QA checkpoint in ``model_dir`` to ``model_int8.onnx`` beside it (and
-    ``model.onnx``, fp32, when ``keep_fp32``); returns ``{precision: file}``."""
+def export_reader(model_dir: str | Path, int8: bool = False) -> dict[str, Path]:
+    """Export the transformers QA checkpoint in ``model_dir`` to ``model.onnx`` beside it (fp32
+    compute, see :func:`store_weights_in_fp16`) and, when ``int8``, to ``model_int8.onnx``
+    (:func:`quantize_reader`); returns ``{precision: file}``."""
     import torch
     from transformers import AutoModelForQuestionAnswering
 
@@ -106,15 +107,42 @@ def export_reader(model_dir: str | Path, keep_fp32: bool = False) -> dict[str, P
         model = AutoModelForQuestionAnswering.from_pretrained(model_dir, dtype=torch.float32)
     except Exception as exc:
         raise ChatbotError(f"Cannot load the reader checkpoint in {model_dir}: {exc}") from exc
-    written = {}
+    written = {"fp32": model_dir / ONNX_FILES["fp32"]}
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / ONNX_FILES["fp32"]
         with _eager_attention(model):
             export_onnx(model, fp32, {"start_logits": "start_logits", "end_logits": "end_logits"})
-        quantize_reader(fp32, Path(tmp) / ONNX_FILES["int8"])
-        for precision in ("fp32", "int8") if keep_fp32 else ("int8",):
-            written[precision] = Path(shutil.copy(Path(tmp) / ONNX_FILES[precision], model_dir / ONNX_FILES[precision]))
+        store_weights_in_fp16(fp32, written["fp32"])
+        if int8:
+            written["int8"] = model_dir / ONNX_FILES["int8"]
+            quantize_reader(fp32, written["int8"])
     return written
+
+
+def store_weights_in_fp16(fp32: Path, out: Path) -> None:
+    """``fp32`` with every large weight that fp16 holds exactly (all of them for the shipped reader,
+    whose checkpoint is fp16) stored in fp16 and cast back to fp32 when the session loads: half the
+    file, the same logits."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(fp32))
+    graph, casts, initializers = model.graph, [], []
+    for tensor in graph.initializer:
+        weights = numpy_helper.to_array(tensor)
+        half = weights.astype(np.float16)
+        if weights.dtype != np.float32 or weights.size <= 1024 or not np.array_equal(half.astype(np.float32), weights):
+            initializers.append(tensor)
+            continue
+        initializers.append(numpy_helper.from_array(half, f"{tensor.name}_fp16"))
+        casts.append(helper.make_node("Cast", [f"{tensor.name}_fp16"], [tensor.name], to=onnx.TensorProto.FLOAT,
+                                      name=f"{tensor.name}_cast"))
+    nodes = casts + list(graph.node)
+    del graph.initializer[:], graph.node[:]
+    graph.initializer.extend(initializers)
+    graph.node.extend(nodes)
+    onnx.save(model, str(out))
 
 
 def query_encoder_config(st_model) -> dict | None:

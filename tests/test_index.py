@@ -37,12 +37,16 @@ def leftovers(index_dir):
 
 def test_round_trip_and_search(built, embedder):
     index = load_index(built)
-    assert sorted(os.listdir(built)) == ["index.faiss", "manifest.json", "passages.jsonl"]
+    assert sorted(os.listdir(built)) == ["index.faiss", "manifest.json", "passages.jsonl", "query_encoder"]
+    assert sorted(os.listdir(built / "query_encoder")) == ["model.onnx", "query_encoder.json", "tokenizer.json"]
     assert index.passages == make_passages()
     m = index.manifest
     assert m["format_version"] == 1 and m["embedder"] == embedder.name and m["dimension"] == 384
     assert m["chunk_count"] == 4 and m["chunking"] == EXTRA["chunking"] and m["files"] == EXTRA["files"]
-    assert set(m["checksums"]) == {"index.faiss", "passages.jsonl"} and m["created_at"]
+    assert m["query_encoder"] == json.loads((built / "query_encoder" / "query_encoder.json").read_text())
+    assert set(m["checksums"]) == {"index.faiss", "passages.jsonl", "query_encoder/model.onnx",
+                                   "query_encoder/query_encoder.json", "query_encoder/tokenizer.json"}
+    assert m["created_at"]
 
     query = embedder.embed(["how long should dough rise"], query=True)[0]
     hits = index.search(query, 10)

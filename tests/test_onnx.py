@@ -26,8 +26,8 @@ from chatbot.tokenization import WordPieces
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ["Which platform is Grok integrated into?", "How much did xAI raise?", "Who is the CEO of X?",
              "Сколько денег собрал Маск?", "Кто генеральный директор X?", "Where is the Colossus supercomputer?"]
-shipped_onnx = pytest.mark.skipif(not (SHIPPED_READER_DIR / ONNX_FILES["int8"]).is_file(),
-                                  reason="no model_int8.onnx beside the shipped reader")
+shipped_onnx = pytest.mark.skipif(not (SHIPPED_READER_DIR / ONNX_FILES["fp32"]).is_file(),
+                                  reason="no model.onnx beside the shipped reader")
 
 
 def _corpus_passages() -> list[str]:
@@ -84,7 +84,7 @@ def test_export_round_trip_reads_what_torch_reads(tmp_path, tiny_reader_dir):
     from chatbot.export import export_reader
 
     model_dir = Path(shutil.copytree(tiny_reader_dir, tmp_path / "reader"))
-    written = export_reader(model_dir, keep_fp32=True)
+    written = export_reader(model_dir, int8=True)
     assert set(written) == {"fp32", "int8"} and all(p.parent == model_dir for p in written.values())
     import onnx
 
@@ -103,21 +103,24 @@ def test_export_round_trip_reads_what_torch_reads(tmp_path, tiny_reader_dir):
 
 
 @shipped_onnx
-def test_shipped_onnx_reader_agrees_with_torch_on_corpus_questions():
+def test_shipped_onnx_reader_reads_what_torch_reads_on_corpus_questions():
+    """model.onnx stores the fp16 weights as they are and computes in fp32, like the torch reader."""
     from chatbot.training import corpus_paragraph_cases
 
-    cases = [(q, p) for g, q, p, _ in corpus_paragraph_cases(ROOT / "evals/questions.jsonl", ROOT / "corpus") if g == "en"]
-    onnx, torch = Reader(precision="int8", runtime="onnx"), Reader(precision="fp32", runtime="torch")
-    same = [onnx.read(q, [p], top_k=1)[0].text == torch.read(q, [p], top_k=1)[0].text for q, p in cases]
-    assert onnx.runtime == "onnx" and torch.runtime == "torch"
-    assert sum(same) >= 0.85 * len(cases), f"int8 ONNX and fp32 torch agree on {sum(same)} of {len(cases)}"
+    cases = corpus_paragraph_cases(ROOT / "evals/questions.jsonl", ROOT / "corpus")
+    onnx, torch = Reader(runtime="onnx"), Reader(runtime="torch")
+    for _, question, paragraph, _ in cases[::3]:
+        _same_spans(onnx.read(question, [paragraph], top_k=3), torch.read(question, [paragraph], top_k=3), 1e-4)
+    assert (onnx.runtime, torch.runtime) == ("onnx", "torch")
+    assert (SHIPPED_READER_DIR / ONNX_FILES["fp32"]).stat().st_size < 0.6 * 4 * 22.7e6  # fp16 weights: about half
 
 
 @shipped_onnx
 def test_auto_runtime_prefers_onnx_and_explicit_torch_is_honoured():
-    assert Reader(precision="int8").load().runtime == "onnx"
-    assert Reader(precision="int8", runtime="torch").load().runtime == "torch"
-    assert Reader(precision="fp32").load().runtime == ("onnx" if (SHIPPED_READER_DIR / "model.onnx").is_file() else "torch")
+    assert Reader().load().runtime == "onnx"
+    assert Reader(runtime="torch").load().runtime == "torch"
+    int8_file = (SHIPPED_READER_DIR / ONNX_FILES["int8"]).is_file()
+    assert Reader(precision="int8").load().runtime == ("onnx" if int8_file else "torch")
 
 
 @pytest.fixture
