@@ -183,7 +183,7 @@ def _copy_index(built_corpus, tmp_path) -> Path:
 def test_an_index_without_query_encoder_embeds_queries_with_sentence_transformers(built_corpus, embedder, tmp_path):
     index_dir = _copy_index(built_corpus, tmp_path)
     manifest = json.loads((index_dir / "manifest.json").read_text())
-    manifest["query_encoder"] = None  # what an index built before the encoder looks like
+    manifest["query_encoder"] = None  # built with an embedder the encoder does not reproduce
     (index_dir / "manifest.json").write_text(json.dumps(manifest))
     shutil.rmtree(index_dir / QUERY_ENCODER_DIR)
     assert query_embedder(load_index(index_dir), embedder, Settings()) is embedder
@@ -191,15 +191,20 @@ def test_an_index_without_query_encoder_embeds_queries_with_sentence_transformer
         query_embedder(load_index(index_dir), embedder, Settings(query_runtime="onnx"))
 
 
-def test_an_index_from_before_query_encoders_gets_one_without_re_embedding(built_corpus, embedder, tmp_path, caplog):
-    corpus, _ = built_corpus
+def _index_from_before_query_encoders(built_corpus, tmp_path) -> tuple[Path, dict]:
+    """A copy of the built index as the version before this one wrote it, and its manifest."""
     index_dir = _copy_index(built_corpus, tmp_path)
     manifest = json.loads((index_dir / "manifest.json").read_text())
-    del manifest["query_encoder"]  # written by the version before this one
+    del manifest["query_encoder"]
     manifest["checksums"] = {k: v for k, v in manifest["checksums"].items() if not k.startswith(QUERY_ENCODER_DIR)}
     (index_dir / "manifest.json").write_text(json.dumps(manifest))
     shutil.rmtree(index_dir / QUERY_ENCODER_DIR)
-    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir)
+    return index_dir, manifest
+
+
+def test_an_index_from_before_query_encoders_gets_one_without_re_embedding(built_corpus, embedder, tmp_path, caplog):
+    index_dir, manifest = _index_from_before_query_encoders(built_corpus, tmp_path)
+    settings = Settings().with_(corpus_dir=built_corpus[0], index_dir=index_dir)
 
     class NoReembedding:  # the old passages' vectors are kept: embedding them again would fail here
         name, dimension = embedder.name, embedder.dimension
@@ -216,6 +221,24 @@ def test_an_index_from_before_query_encoders_gets_one_without_re_embedding(built
     assert {k: v for k, v in after["checksums"].items() if k in manifest["checksums"]} == manifest["checksums"]
     assert isinstance(query_embedder(index, embedder, settings), OnnxQueryEmbedder)
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name] == []
+
+
+def test_a_read_only_index_from_before_query_encoders_still_answers(built_corpus, embedder, tmp_path, monkeypatch,
+                                                                     caplog):
+    from chatbot import pipeline
+    from chatbot.errors import IndexBuildError
+
+    index_dir, _ = _index_from_before_query_encoders(built_corpus, tmp_path)
+
+    def read_only(*_):
+        raise IndexBuildError("Adding a query encoder to the index failed (PermissionError: read-only)")
+
+    monkeypatch.setattr(pipeline, "add_query_encoder", read_only)
+    settings = Settings().with_(corpus_dir=built_corpus[0], index_dir=index_dir)
+    with caplog.at_level(logging.WARNING, logger="chatbot.pipeline"):
+        index = ensure_index(settings, embedder=embedder)
+    assert "read-only" in caplog.text and len(index) == len(load_index(built_corpus[1]))
+    assert query_embedder(index, embedder, settings) is embedder
 
 
 def test_a_damaged_query_encoder_falls_back_or_fails_clearly(built_corpus, embedder, tmp_path, caplog):
