@@ -160,6 +160,7 @@ def query_encoder_config(st_model) -> dict | None:
         Pooling in kinds and modules[1].pooling_mode not in POOLINGS and f"pooling {modules[1].pooling_mode!r}",
         Pooling in kinds and prompt and not modules[1].include_prompt and "a query prompt left out of pooling",
         Transformer in kinds and modules[0].do_lower_case and "do_lower_case",
+        Transformer in kinds and not getattr(modules[0].tokenizer, "is_fast", False) and "no fast tokenizer",
         Transformer in kinds and getattr(modules[0], "query_length", None) and "a query length",
     ]
     if any(reasons):

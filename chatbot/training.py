@@ -279,10 +279,14 @@ def _save(model, tokenizer, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
+    from .reader import ONNX_FILES
+
     fp16 = {k: v.detach().to("cpu", copy=True).half() for k, v in model.state_dict().items()}
     model.config.dtype = torch.float16  # describes the saved weights; the reader loads them as float32
     model.save_pretrained(out, state_dict=fp16, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    for stale in ONNX_FILES.values():  # exports of earlier weights: `chatbot export-reader` writes new ones
+        (out / stale).unlink(missing_ok=True)
 
 
 def _score_groups(items) -> dict:
@@ -307,7 +311,7 @@ def evaluate_heldout(model_dir: Path, heldout: list[QAExample]) -> dict:
     """EM/F1 (SQuAD normalisation) per held-out dataset, reading the gold paragraph."""
     from .reader import Reader
 
-    reader = Reader(model_dir)
+    reader = Reader(model_dir, runtime="torch")  # the checkpoint itself, not an export of older weights
     return _score_groups((ex.dataset, _best_text(reader, ex.question, ex.context), [ex.answer_text]) for ex in heldout)
 
 
@@ -377,7 +381,7 @@ def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir
 
     examples = [e for f in find_data_files(data) for e in load_squad(f)]
     _, heldout = split_heldout(examples)
-    reader = Reader(model_dir)
+    reader = Reader(model_dir, runtime="torch")  # the checkpoint itself, not an export of older weights
     report = {"heldout_xquad": evaluate_heldout(model_dir, heldout)}
     cases = corpus_paragraph_cases(questions, corpus_dir)
     report["corpus_paragraphs"] = _score_groups((g, _best_text(reader, q, p), answers) for g, q, p, answers in cases)

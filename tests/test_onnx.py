@@ -258,6 +258,18 @@ def test_queries_go_to_sentence_transformers_when_asked(built_corpus, embedder):
     assert query_embedder(load_index(built_corpus[1]), embedder, Settings(query_runtime="torch")) is embedder
 
 
+def test_pooling_the_onnx_path_does_not_reproduce_keeps_sentence_transformers(embedder, tmp_path, caplog):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules.pooling import Pooling
+
+    from chatbot.export import export_query_encoder
+
+    max_pooled = SentenceTransformer(modules=[embedder._get_model()[0], Pooling(384, pooling_mode="max")])
+    with caplog.at_level(logging.INFO, logger="chatbot.export"):
+        assert export_query_encoder(max_pooled, tmp_path / "encoder") is None
+    assert "pooling 'max'" in caplog.text and not (tmp_path / "encoder").exists()
+
+
 def test_an_embedder_without_export_builds_an_index_without_encoder(tmp_path, corpus_copy, embedder):
     class Plain:  # a TextEmbedder with no export_query_encoder
         name, dimension = embedder.name, embedder.dimension
