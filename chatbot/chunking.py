@@ -35,6 +35,14 @@ _TERMINAL_END = re.compile(r"[.!?…:;][" + re.escape(_CLOSERS) + r"]*$")
 HEADING_MAX_CHARS = 150
 
 
+def sentence_of(text: str, offset: int) -> tuple[int, int]:
+    """The span of the sentence of ``text`` that holds character ``offset`` (the whole text when none does)."""
+    for start, end in split_sentences(text):
+        if start <= offset < end:
+            return start, end
+    return 0, len(text)
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans of ``text`` (English or Russian), trimmed of whitespace.
 

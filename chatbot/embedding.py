@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -310,6 +311,52 @@ class UseEmbedder(_LazyModel):
         with self._encode_lock:
             vectors = model.encode(list(texts))
         return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
+
+
+class CachingEmbedder:
+    """An embedder that keeps the vectors of the last ``max_entries`` texts it embedded.
+
+    For short texts that recur from question to question (the words and sentences of the
+    passages the sentence reader looks at): the corpus has a bounded vocabulary, so after a
+    few questions most of them are found here. Same interface as the wrapped embedder."""
+
+    def __init__(self, embedder: TextEmbedder, max_entries: int):
+        self.embedder = embedder
+        self.max_entries = max_entries
+        self._vectors: OrderedDict[tuple[str, bool], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.embedder.name
+
+    @property
+    def dimension(self) -> int:
+        return self.embedder.dimension
+
+    def embed(
+        self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of strings, not a single string")
+        keys = [(text, query) for text in texts]
+        with self._lock:
+            missing = list(dict.fromkeys(key for key in keys if key not in self._vectors))
+        if missing:
+            vectors = self.embedder.embed([text for text, _ in missing], query=query, batch_size=batch_size,
+                                          show_progress=show_progress)
+        with self._lock:
+            if missing:
+                self._vectors.update(zip(missing, vectors))
+            found = [self._vectors.get(key) for key in keys]
+            for key in keys:
+                if key in self._vectors:
+                    self._vectors.move_to_end(key)
+            while len(self._vectors) > self.max_entries:
+                self._vectors.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack(found)
 
 
 def make_embedder(name: str) -> TextEmbedder:

@@ -120,12 +120,13 @@ class VectorIndex:
         scores, ids = vectors.search(self._as_query(query_vec, vectors), min(k, len(self)))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
-    def similarity(self, query_vec: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
+    def similarity(self, query_vec: np.ndarray, chunk_ids: Sequence[int], *, multilingual: bool = False) -> np.ndarray:
         """Cosine between the query and the given chunks (for chunks found by other means)."""
-        q = self._as_query(query_vec, self._faiss)
+        vectors = self._vectors(multilingual)
+        q = self._as_query(query_vec, vectors)
         if not len(chunk_ids):
             return np.zeros(0, dtype=np.float32)
-        return self._faiss.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64)) @ q[0]
+        return vectors.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64)) @ q[0]
 
 
 def _sha256(data: bytes) -> str:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .chunking import chunk_corpus
 from .config import Settings
 from .conversation import resolve_followup
-from .corpus import file_sha256, load_corpus
+from .corpus import detect_language, file_sha256, load_corpus
 from .embedding import Embedder, OnnxQueryEmbedder, TextEmbedder, make_embedder
 from .errors import IndexBuildError, IndexLoadError, ModelLoadError
 from .questions import clean_question  # noqa: F401 (part of this module's API)
@@ -211,11 +211,15 @@ class Chatbot(Retriever):
         check_k(k)
         searched_for = resolve_followup(question, history or [], answers)
         passages = self.retriever.retrieve(searched_for, k)
-        ranks = best_ranks(passages)
+        ranks = best_ranks(passages, detect_language(searched_for))
         spans = self._read(searched_for, passages, ranks)
-        ranked = sorted(((s.score * self.settings.rank_decay ** ranks[s.passage_index], s) for s in spans),
-                        key=lambda pair: -pair[0])
-        best_score, best = ranked[0] if ranked else (0.0, None)
+        # Spans are ranked by their probability under the rank discount, weighed by their sentence's
+        # closeness to the question; the answer's confidence (and the abstention) leaves that weight out.
+        confidence = [s.score * self.settings.rank_decay ** ranks[s.passage_index] for s in spans]
+        weighted = [c * r for c, r in zip(confidence, self._sentence_relevance(searched_for, passages, spans))]
+        order = sorted(range(len(spans)), key=lambda i: -weighted[i])
+        ranked = [spans[i] for i in order]
+        best_score, best = (confidence[order[0]], ranked[0]) if spans else (0.0, None)
         if best is not None and not self._good_enough(best_score, best, passages):
             best = None
         return Answer(
@@ -224,7 +228,7 @@ class Chatbot(Retriever):
             text=best.text if best else None,
             score=round(best_score, 4),
             citations=self._citations(passages, best),
-            alternatives=_distinct([s for _, s in ranked if s is not best])[: self.settings.alternatives],
+            alternatives=_distinct([s for s in ranked if s is not best])[: self.settings.alternatives],
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
@@ -248,6 +252,13 @@ class Chatbot(Retriever):
                 spans += [replace(span, passage_index=chosen[span.passage_index]) for span in found]
                 best = max([best, *(span.score * cap for span in found)])
         return spans
+
+    def _sentence_relevance(self, question: str, passages: list[RetrievedPassage], spans: list[Span]) -> list[float]:
+        """Each span's weight by how close its sentence is to the question (``SentenceReader.relevance``)."""
+        if self.sentence_reader is None or not spans or not self.settings.sentence_temperature:
+            return [1.0] * len(spans)
+        return self.sentence_reader.relevance(
+            question, [(passages[s.passage_index].text, s.start) for s in spans], self.settings.sentence_temperature)
 
     def _readers(self, chosen: list[int], passages: list[RetrievedPassage]):
         """``(reader, passage indices)`` pairs: the neural reader's languages to it, the rest to the sentence reader."""
@@ -280,20 +291,25 @@ class Chatbot(Retriever):
         return citations
 
 
-def best_ranks(passages: list[RetrievedPassage]) -> list[int]:
-    """Each passage's best rank among the fused, the dense and the BM25 order of ``passages``.
+def best_ranks(passages: list[RetrievedPassage], question_lang: str) -> list[int]:
+    """Each passage's best rank among the fused, the dense and the BM25 order of ``passages``, and,
+    for passages in another language than the question's, the multilingual embedder's order.
 
     A passage that either retriever puts first is not discounted: BM25 finds rare names that the
-    dense model ranks low, and the dense model finds paraphrases. Passages whose discount puts even a
-    certain span under the answer threshold are not read at all.
+    dense model ranks low, and the dense model finds paraphrases. Neither can rank a passage in
+    another language (the cross-lingual place is last); the multilingual cosine compares it fairly.
+    Passages whose discount puts even a certain span under the answer threshold are not read at all.
     """
     n = len(passages)
-    dense = sorted(range(n), key=lambda i: -passages[i].dense_score)
-    bm25 = sorted(range(n), key=lambda i: -passages[i].bm25_score)
     best = list(range(n))
-    for order in (dense, bm25):
+    for order in (sorted(range(n), key=lambda i: -passages[i].dense_score),
+                  sorted(range(n), key=lambda i: -passages[i].bm25_score)):
         for rank, i in enumerate(order):
             best[i] = min(best[i], rank)
+    if all(p.multilingual_score is not None for p in passages):
+        for rank, i in enumerate(sorted(range(n), key=lambda i: -passages[i].multilingual_score)):
+            if passages[i].lang != question_lang:
+                best[i] = min(best[i], rank)
     return best
 
 

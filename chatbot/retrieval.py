@@ -65,10 +65,12 @@ def tokenize(text: str) -> list[str]:
 @dataclass
 class RetrievedPassage(Passage):
     """A retrieved passage: ``score`` is the fused RRF score, which ranks but does not
-    measure relevance; ``dense_score`` (cosine) and ``bm25_score`` do."""
+    measure relevance; ``dense_score`` (cosine), ``bm25_score`` and ``multilingual_score``
+    (cosine with the multilingual embedder, None without one) do."""
 
     dense_score: float = 0.0
     bm25_score: float = 0.0
+    multilingual_score: float | None = None
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
@@ -144,29 +146,35 @@ class HybridRetriever:
 
         fused = reciprocal_rank_fusion([dense_ranking, lexical_ranking])
         top = fused[:k]
-        if self._multilingual is not None and k > 1:
-            top = self._with_missing_languages(query, top, dict(fused), k)
-        cosines = self._index.similarity(query_vec, [chunk_id for chunk_id, _ in top])
+        multilingual_vec = None
+        if self._multilingual is not None:
+            multilingual_vec = self._multilingual.embed([query], query=True)[0]
+            if k > 1:
+                top = self._with_missing_languages(multilingual_vec, top, dict(fused), k)
+        ids = [chunk_id for chunk_id, _ in top]
+        cosines = self._index.similarity(query_vec, ids)
+        multilingual_cosines = ([None] * len(ids) if multilingual_vec is None
+                                else self._index.similarity(multilingual_vec, ids, multilingual=True))
         return [
             RetrievedPassage(
                 **{**dataclasses.asdict(self._index.passages[chunk_id]), "score": score},
                 dense_score=float(cosine),
                 bm25_score=float(bm25_scores[chunk_id]),
+                multilingual_score=None if multilingual is None else float(multilingual),
             )
-            for (chunk_id, score), cosine in zip(top, cosines)
+            for (chunk_id, score), cosine, multilingual in zip(top, cosines, multilingual_cosines)
         ]
 
     def _with_missing_languages(
-        self, query: str, top: list[tuple[int, float]], fused_scores: dict[int, float], k: int
+        self, query_vec: np.ndarray, top: list[tuple[int, float]], fused_scores: dict[int, float], k: int
     ) -> list[tuple[int, float]]:
         """``top`` with its last ``CROSS_LINGUAL_SLOTS`` places (fewer than ``k``) given to the
-        passages, best by the multilingual embedder, of corpus languages it lacks."""
+        passages, best by the multilingual embedder (``query_vec``), of corpus languages it lacks."""
         passages = self._index.passages
         present = {passages[i].lang for i, _ in top}
         if present >= self._languages:
             return top
         slots = min(CROSS_LINGUAL_SLOTS, k - 1)
-        query_vec = self._multilingual.embed([query], query=True)[0]
         extra, seen, depth = [], 0, CROSS_LINGUAL_DEPTH
         while len(extra) < slots and seen < len(self._index):  # deeper only when the nearest lack the language
             hits = self._index.search(query_vec, depth, multilingual=True)

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 
 from bm25s.stopwords import STOPWORDS_EN_PLUS, STOPWORDS_RUSSIAN
 
-from .chunking import split_sentences
-from .embedding import TextEmbedder
+from .chunking import sentence_of, split_sentences
+from .corpus import detect_language
+from .embedding import CachingEmbedder, TextEmbedder
 from .reader import MONTHS, expected_answer_type
 from .retrieval import tokenize
 from .types import Span
@@ -52,14 +53,15 @@ _ADJECTIVE_END = re.compile(r"[а-яё](ый|ий|ой|ая|яя|ое|ее|ые|
 # Russian verb endings (reflexive, infinitive, present tense): a lone verb is rarely an answer.
 _VERB_END = re.compile(r"[а-яё]{3}(ся|сь|ть|ет|ит|ют|ят|ут)$", re.I)
 # The noun after "which"/"какую" names the answer's kind; the answer may include it ("ядерную энергию").
-_FOCUS = re.compile(r"\b(?:which|what|какой|какая|какое|какие|какую|каким|каком|какого)\s+(\w+)", re.I)
+_FOCUS = re.compile(r"\b(?:which|what|какой|какая|какое|какие|какую|каким|каком|какого)\s+"
+                    r"(?:(?:kinds?|types?|sorts?)\s+of\s+|(?:вид|тип)\w*\s+)?(\w+)", re.I)
 # "What is it called" questions want a name even without a question word for one.
 _NAME_QUESTION = re.compile(r"\b(call(ed)?|name[ds]?|назыв\w*|назван\w*|имя|какой компании|какая компания|"
                             r"какой стран\w*|какой город|каком городе|где)\b", re.I)
 # Words that never start or end an answer: function words of both languages (numbers excepted).
 _EDGE_STOPWORDS = frozenset(STOPWORDS_EN_PLUS) | frozenset(STOPWORDS_RUSSIAN) | frozenset(
     "its also which whose whom который которая которое которые которого которой которым это также либо очень "
-    "сначала стал стала стали стало будут".split()
+    "сначала стал стала стали стало будут включая including".split()
 )
 _YEAR = re.compile(r"^(1[5-9]|20)\d\d$")
 
@@ -71,6 +73,8 @@ SENTENCE_TEMPERATURE = 0.05   # cosine similarities differ by a few hundredths b
 SENTENCE_MIDPOINT = 0.30      # the score (similarity + lexical share) at which a sentence is as likely to answer as not
 NO_ANSWER_WEIGHT = 2.0        # "no answer in this sentence", against a whole expected-shape name at 9
 ANCHOR_DECAY = 3.0            # words: a candidate this far from the nearest anchor keeps 1/e
+ALIGN_MIN = 0.6               # multilingual cosine at which a word in the other script translates a question word
+VECTOR_CACHE_SIZE = 20_000    # word and sentence vectors kept between questions (512 floats each: 40 MB)
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class SentenceReader:
     """
 
     def __init__(self, embedder: TextEmbedder):
-        self.embedder = embedder
+        self.embedder = CachingEmbedder(embedder, VECTOR_CACHE_SIZE)
 
     def read(self, question: str, passages: list[str], top_k: int = 5) -> list[Span]:
         if not passages or not question.strip():
@@ -108,8 +112,10 @@ class SentenceReader:
         answerable = 1.0 / (1.0 + math.exp(-(best - SENTENCE_MIDPOINT) / SENTENCE_TEMPERATURE))
         sentence_probs = np.exp((similarity - best) / SENTENCE_TEMPERATURE)
         sentence_probs *= answerable / sentence_probs.sum()
+        chosen = np.argsort(-similarity)[:MAX_SENTENCES]
+        cues = self._align(question, cues, [texts[i] for i in chosen])
         spans = []
-        for i in np.argsort(-similarity)[:MAX_SENTENCES]:
+        for i in chosen:
             p, a, b = sentences[i]
             p_sentence = float(sentence_probs[i])
             for start, end, share in choose_spans(passages[p][a:b], cues):
@@ -117,6 +123,37 @@ class SentenceReader:
                                   passage_index=p, start=a + start, end=a + end))
         spans.sort(key=lambda s: -s.score)
         return spans[:top_k]
+
+    def _align(self, question: str, cues: "QuestionCues", sentences: list[str]) -> "QuestionCues":
+        """``cues`` plus the words of ``sentences`` written in another script than the question's that
+        translate one of its words (multilingual word vectors at least ``ALIGN_MIN`` apart): stems
+        cannot anchor an English question in a Russian sentence, but "funds" and "фонды" align."""
+        language = detect_language(question)
+        foreign = {m.group().lower() for text in sentences for m in _WORD.finditer(text)
+                   if detect_language(m.group()) != language and not _NUMBER_WORD.match(m.group())
+                   and m.group().lower() not in _EDGE_STOPWORDS}
+        asked = {m.group().lower() for m in _WORD.finditer(question) if m.group().lower() not in _EDGE_STOPWORDS}
+        if not foreign or not asked:
+            return cues
+        foreign_words, asked_words = sorted(foreign), sorted(asked)
+        similarity = self.embedder.embed(foreign_words, query=True) @ self.embedder.embed(asked_words, query=True).T
+        focus = [j for j, w in enumerate(asked_words) if set(tokenize(w)) & cues.focus]
+        aligned = {w for w, row in zip(foreign_words, similarity) if row.max() >= ALIGN_MIN}
+        aligned_focus = {w for w, row in zip(foreign_words, similarity) if focus and row[focus].max() >= ALIGN_MIN}
+        return replace(cues, aligned=frozenset(aligned), aligned_focus=frozenset(aligned_focus))
+
+    def relevance(self, question: str, spans: list[tuple[str, int]], temperature: float) -> list[float]:
+        """For each ``(passage text, offset)`` of a candidate answer, ``exp((cos - best) / temperature)``
+        where ``cos`` is the multilingual cosine between the question and the sentence holding the
+        offset, ``best`` the highest among them: 1 in the sentence closest to the question, less in
+        the others. Readers judge one window at a time and are sure of answers in passages that only
+        share the topic; the sentence's closeness to the question is comparable across passages."""
+        located = [(text, *sentence_of(text, offset)) for text, offset in spans]
+        sentences = sorted({text[a:b] for text, a, b in located})
+        vectors = self.embedder.embed([question] + sentences, query=True)
+        cosines = dict(zip(sentences, vectors[1:] @ vectors[0]))
+        best = max(cosines.values(), default=0.0)
+        return [math.exp((cosines[text[a:b]] - best) / temperature) for text, a, b in located]
 
 
 def _overlap(terms: frozenset[str], sentence: str) -> float:
@@ -138,6 +175,9 @@ class QuestionCues:
     terms: frozenset[str]
     shape: str | None
     focus: frozenset[str]
+    # Lowercased words in another script that translate a question word / its focus noun (SentenceReader._align).
+    aligned: frozenset[str] = frozenset()
+    aligned_focus: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, question: str) -> "QuestionCues":
@@ -185,9 +225,11 @@ def _words(sentence: str, cues: QuestionCues) -> list[_Word]:
     words = []
     for m in _WORD.finditer(sentence):
         stems = tokenize(m.group())
-        anchor = bool(stems) and all(_shares_root(s, cues.terms) for s in stems)
+        lower = m.group().lower()
+        anchor = bool(stems) and all(_shares_root(s, cues.terms) for s in stems) or lower in cues.aligned
+        focus = anchor and (set(stems) <= cues.focus or lower in cues.aligned_focus)
         clause = sum(1 for c in clause_starts if c < m.start())
-        words.append(_Word(m.start(), m.end(), m.group(), anchor, anchor and set(stems) <= cues.focus, clause,
+        words.append(_Word(m.start(), m.end(), m.group(), anchor, focus, clause,
                            _kind(m.group(), first_in_sentence=m.start() == 0)))
     return words
 

@@ -89,3 +89,27 @@ def test_model_is_loaded_once_under_concurrent_first_use(monkeypatch):
     assert len(loads) == 1
     for r in results[1:]:
         np.testing.assert_allclose(r, results[0], atol=1e-6)
+
+
+def test_caching_embedder_embeds_each_text_once_and_keeps_the_latest():
+    import numpy as np
+
+    from chatbot.embedding import CachingEmbedder
+
+    class Counting:
+        name, dimension, calls = "counting", 2, []
+
+        def embed(self, texts, *, query=False, batch_size=32, show_progress=False):
+            self.calls.append(list(texts))
+            return np.array([[len(t), float(query)] for t in texts], dtype=np.float32)
+
+    inner = Counting()
+    cached = CachingEmbedder(inner, max_entries=2)
+    first = cached.embed(["a", "bb", "a"], query=True)
+    assert first.tolist() == [[1, 1], [2, 1], [1, 1]] and inner.calls == [["a", "bb"]]
+    assert cached.embed(["bb"], query=True).tolist() == [[2, 1]] and len(inner.calls) == 1  # from the cache
+    assert cached.embed(["bb"]).tolist() == [[2, 0]] and len(inner.calls) == 2  # a passage vector is another entry
+    cached.embed(["ccc"], query=True)  # over max_entries: the least recently used ("a") goes
+    cached.embed(["a"], query=True)
+    assert inner.calls[-1] == ["a"] and cached.embed([]).shape == (0, 2)
+

@@ -118,4 +118,21 @@ def test_best_ranks_takes_the_best_of_fused_dense_and_bm25_order():
 
     # fused order 0..3; passage 2 is first by BM25, passage 3 second by dense
     passages = [passage(0.9, 1.0), passage(0.5, 0.5), passage(0.1, 3.0), passage(0.6, 0.0)]
-    assert best_ranks(passages) == [0, 1, 0, 1]
+    assert best_ranks(passages, "en") == [0, 1, 0, 1]
+
+
+def test_best_ranks_ranks_other_language_passages_by_the_multilingual_embedder():
+    from chatbot.pipeline import best_ranks
+    from chatbot.retrieval import RetrievedPassage
+
+    def passage(lang, dense, bm25, multilingual):
+        return RetrievedPassage(text="t", source="s", title="t", start=0, end=1, lang=lang, dense_score=dense,
+                                bm25_score=bm25, multilingual_score=multilingual)
+
+    # The Russian passage is last by MiniLM and BM25 but closest by the multilingual embedder: rank 0.
+    # The English passages keep their own orders (the multilingual one does not promote them).
+    passages = [passage("en", 0.9, 2.0, 0.30), passage("en", 0.6, 1.0, 0.35), passage("en", 0.5, 0.5, 0.20),
+                passage("ru", 0.0, 0.0, 0.40)]
+    assert best_ranks(passages, "en") == [0, 1, 2, 0]
+    assert best_ranks(passages, "ru") == [0, 1, 2, 3]  # same language: no multilingual rank
+

@@ -79,3 +79,25 @@ def test_russian_questions_are_answered_in_russian_from_the_russian_article(buil
         cited = answer.citations[0]
         assert cited.source == RU_ARTICLE and original[cited.answer_start:cited.answer_end] == expected
     assert bot.ask("Какая столица у Японии?").text is None
+
+
+def test_english_question_anchors_on_the_russian_words_that_translate_it(sentence_reader):
+    """Stems cannot anchor an English question in a Russian sentence; aligned word vectors can."""
+    sentence = ("Маск, кажется, эффективно использует политические отношения для привлечения сильных "
+                "инвесторов, включая суверенные фонды и заинтересованных инвесторов.")
+    question = "What kind of funds is Musk attracting as investors?"
+    plain = QuestionCues.of(question)
+    aligned = sentence_reader._align(question, plain, [sentence])
+    assert {"фонды", "инвесторов", "привлечения"} <= aligned.aligned and "фонды" in aligned.aligned_focus
+    assert not plain.aligned
+    best = sentence_reader.read(question, [sentence], top_k=1)[0]
+    assert best.text == "суверенные фонды" and sentence[best.start:best.end] == best.text
+
+
+def test_relevance_is_highest_for_the_sentence_closest_to_the_question(sentence_reader):
+    text = RU_PASSAGE
+    colossus, turbines = text.index("Colossus"), text.index("газовых")
+    weights = sentence_reader.relevance("What is the Memphis data center called?",
+                                        [(text, colossus), (text, turbines)], temperature=0.1)
+    assert weights[0] == 1.0 and 0 < weights[1] < weights[0]
+
