@@ -95,7 +95,7 @@ class Settings:
     # "fp32": the reader computes in fp32 (its weights are fp16 on disk). "int8": int8 weights in its
     # attention and feed-forward input layers (model_int8.onnx from `chatbot export-reader --int8`, or
     # torch dynamic quantization at load): a quarter less reader time, but with ONNX Runtime eval F1
-    # 65.5 vs 66.4 and the README's first example unanswered (model card, "Runtime and int8").
+    # 64.3 vs 66.6 and the README's first example unanswered (model card, "Runtime and int8").
     reader_precision: str = "fp32"
     # Where the reader runs: "onnx" (ONNX Runtime on the exported model.onnx / model_int8.onnx beside the
     # weights; answering then never imports torch, which cuts seconds off a cold start), "torch", or
