@@ -220,6 +220,8 @@ class Chatbot(Retriever):
         order = sorted(range(len(spans)), key=lambda i: -weighted[i])
         ranked = [spans[i] for i in order]
         best_score, best = (confidence[order[0]], ranked[0]) if spans else (0.0, None)
+        if best is not None:
+            best = _in_question_language(best, ranked, passages, detect_language(searched_for))
         if best is not None and not self._good_enough(best_score, best, passages):
             best = None
         return Answer(
@@ -228,7 +230,7 @@ class Chatbot(Retriever):
             text=best.text if best else None,
             score=round(best_score, 4),
             citations=self._citations(passages, best),
-            alternatives=_distinct([s for s in ranked if s is not best])[: self.settings.alternatives],
+            alternatives=_distinct(ranked, answer=best)[: self.settings.alternatives],
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
@@ -293,11 +295,16 @@ class Chatbot(Retriever):
 
 def best_ranks(passages: list[RetrievedPassage], question_lang: str) -> list[int]:
     """Each passage's best rank among the fused, the dense and the BM25 order of ``passages``, and,
-    for passages in another language than the question's, the multilingual embedder's order.
+    for passages in another language than the question's, the multilingual embedder's order of
+    those passages alone.
 
     A passage that either retriever puts first is not discounted: BM25 finds rare names that the
     dense model ranks low, and the dense model finds paraphrases. Neither can rank a passage in
-    another language (the cross-lingual place is last); the multilingual cosine compares it fairly.
+    another language (the cross-lingual place is last), and the multilingual cosine cannot compare
+    it with passages in the question's language either: it scores a sentence in the question's
+    language higher than its translation, so the best passage in the other language would always
+    come after those that only share the topic. Ranked among their own language, the best of them
+    is read undiscounted, and the readers' scores and the sentences' relevance decide.
     Passages whose discount puts even a certain span under the answer threshold are not read at all.
     """
     n = len(passages)
@@ -306,15 +313,25 @@ def best_ranks(passages: list[RetrievedPassage], question_lang: str) -> list[int
                   sorted(range(n), key=lambda i: -passages[i].bm25_score)):
         for rank, i in enumerate(order):
             best[i] = min(best[i], rank)
-    if all(p.multilingual_score is not None for p in passages):
-        for rank, i in enumerate(sorted(range(n), key=lambda i: -passages[i].multilingual_score)):
-            if passages[i].lang != question_lang:
-                best[i] = min(best[i], rank)
+    foreign = [i for i, p in enumerate(passages) if p.lang != question_lang and p.multilingual_score is not None]
+    for rank, i in enumerate(sorted(foreign, key=lambda i: -passages[i].multilingual_score)):
+        best[i] = min(best[i], rank)
     return best
 
 
-def _distinct(spans: list[Span]) -> list[Span]:
-    seen, out = set(), []
+def _in_question_language(best: Span, ranked: list[Span], passages: list[RetrievedPassage], language: str) -> Span:
+    """``best``, or the same answer found in a passage in the question's language: an answer both
+    languages give ("X" in the Russian and the English article) is cited where the asker can read it."""
+    if passages[best.passage_index].lang == language:
+        return best
+    same = best.text.strip().casefold()
+    return next((s for s in ranked if passages[s.passage_index].lang == language and s.text.strip().casefold() == same),
+                best)
+
+
+def _distinct(spans: list[Span], answer: Span | None = None) -> list[Span]:
+    """``spans`` with one of each text (case and surrounding spaces aside), the answer's text left out."""
+    seen, out = {answer.text.strip().lower()} if answer else set(), []
     for s in spans:
         key = s.text.strip().lower()
         if key not in seen:

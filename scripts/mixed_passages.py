@@ -5,9 +5,10 @@ article, as retrieval would give them:
   en->ru  the Russian gold paragraph and the 3 English paragraphs (without the answer) closest to the question;
   en->en  the English gold paragraph, the 2 closest other English paragraphs and the closest other Russian one.
 English paragraphs go to the neural reader, Russian ones to the sentence reader, as in `Chatbot`. The best span
-is picked by score times ``SentenceReader.relevance`` at each temperature (0: score alone) and scored by F1.
+is picked by score times ``SentenceReader.relevance`` at each temperature (0: score alone) and each offset given
+to sentences in the other language than the question's, and scored by F1.
 
-    .venv/bin/python scripts/mixed_passages.py [--temperatures 0 0.03 0.05 0.1 0.2]
+    .venv/bin/python scripts/mixed_passages.py [--temperatures 0 0.03 0.05 0.1 0.2] [--language-offsets 0 0.05]
 """
 
 import argparse
@@ -20,7 +21,7 @@ from chatbot.config import Settings
 from chatbot.embedding import UseEmbedder
 from chatbot.evaluation import f1_score
 from chatbot.reader import Reader
-from chatbot.sentence_reader import SentenceReader
+from chatbot.sentence_reader import LANGUAGE_OFFSET, SentenceReader
 from chatbot.training import DEFAULT_DATA_DIR, load_squad, split_heldout
 
 
@@ -37,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR / "xquad")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0, 0.03, 0.05, 0.1, 0.2])
+    parser.add_argument("--language-offsets", type=float, nargs="+", default=[LANGUAGE_OFFSET])
     args = parser.parse_args()
     _, english = split_heldout(load_squad(args.data / "xquad.en.json"))
     _, russian = split_heldout(load_squad(args.data / "xquad.ru.json"))
@@ -65,13 +67,16 @@ def main() -> None:
         for case, (ru_texts, en_texts, gold) in cases.items():
             spans = [(s, en_texts) for s in neural.read(e.question, en_texts, top_k=settings.reader_top_k)]
             spans += [(s, ru_texts) for s in sentence.read(e.question, ru_texts, top_k=settings.reader_top_k)]
+            located = [(texts[s.passage_index], s.start) for s, texts in spans]
             for t in args.temperatures:
-                weights = (sentence.relevance(e.question, [(texts[s.passage_index], s.start) for s, texts in spans], t)
-                           if t else [1.0] * len(spans))
-                best = max(zip(spans, weights), key=lambda sw: sw[0][0].score * sw[1], default=None)
-                results[case].setdefault(t, []).append(f1_score(best[0][0].text, [gold]) if best else 0.0)
-    table = {case: {str(t): round(100 * float(np.mean(v)), 1) for t, v in by_t.items()} for case, by_t in results.items()}
-    print(json.dumps({"questions": len(results["en->ru"][args.temperatures[0]]), "f1_by_temperature": table}, indent=2))
+                for offset in args.language_offsets if t else [0.0]:
+                    weights = sentence.relevance(e.question, located, t, offset) if t else [1.0] * len(spans)
+                    best = max(zip(spans, weights), key=lambda sw: sw[0][0].score * sw[1], default=None)
+                    key = f"t={t} offset={offset}" if t else "score alone"
+                    results[case].setdefault(key, []).append(f1_score(best[0][0].text, [gold]) if best else 0.0)
+    table = {case: {key: round(100 * float(np.mean(v)), 1) for key, v in by_key.items()}
+             for case, by_key in results.items()}
+    print(json.dumps({"questions": len(next(iter(results["en->ru"].values()))), "f1": table}, indent=2))
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def test_best_ranks_takes_the_best_of_fused_dense_and_bm25_order():
     assert best_ranks(passages, "en") == [0, 1, 0, 1]
 
 
-def test_best_ranks_ranks_other_language_passages_by_the_multilingual_embedder():
+def test_best_ranks_ranks_other_language_passages_among_themselves_by_the_multilingual_embedder():
     from chatbot.pipeline import best_ranks
     from chatbot.retrieval import RetrievedPassage
 
@@ -129,10 +129,29 @@ def test_best_ranks_ranks_other_language_passages_by_the_multilingual_embedder()
         return RetrievedPassage(text="t", source="s", title="t", start=0, end=1, lang=lang, dense_score=dense,
                                 bm25_score=bm25, multilingual_score=multilingual)
 
-    # The Russian passage is last by MiniLM and BM25 but closest by the multilingual embedder: rank 0.
-    # The English passages keep their own orders (the multilingual one does not promote them).
-    passages = [passage("en", 0.9, 2.0, 0.30), passage("en", 0.6, 1.0, 0.35), passage("en", 0.5, 0.5, 0.20),
-                passage("ru", 0.0, 0.0, 0.40)]
-    assert best_ranks(passages, "en") == [0, 1, 2, 0]
-    assert best_ranks(passages, "ru") == [0, 1, 2, 3]  # same language: no multilingual rank
+    # The Russian passages are last by MiniLM and BM25, and the multilingual cosine puts an English
+    # passage above them (it favours the question's language); among the Russian ones the closer
+    # is rank 0, the other rank 1. The English passages keep their own orders.
+    passages = [passage("en", 0.9, 2.0, 0.30), passage("en", 0.6, 1.0, 0.45), passage("en", 0.5, 0.5, 0.20),
+                passage("ru", 0.0, 0.0, 0.25), passage("ru", 0.0, 0.0, 0.40)]
+    assert best_ranks(passages, "en") == [0, 1, 2, 1, 0]
+    # A Russian question: the English passages are the other language, ranked among themselves
+    # (the one closest by the multilingual cosine is rank 0); the Russian one keeps its own orders.
+    assert best_ranks(passages[:4], "ru") == [0, 0, 2, 3]
 
+
+
+def test_an_answer_both_languages_give_is_cited_in_the_question_language():
+    from chatbot.pipeline import _in_question_language
+    from chatbot.retrieval import RetrievedPassage
+    from chatbot.types import Span
+
+    def passage(lang):
+        return RetrievedPassage(text="t", source=lang, title="t", start=0, end=1, lang=lang, dense_score=0, bm25_score=0)
+
+    passages = [passage("ru"), passage("en"), passage("en")]
+    ranked = [Span("X", 0.2, 0, 0, 1), Span("X platform", 0.15, 1, 0, 10), Span(" x ", 0.1, 2, 0, 3)]
+    assert _in_question_language(ranked[0], ranked, passages, "en") is ranked[2]
+    assert _in_question_language(ranked[0], ranked, passages, "ru") is ranked[0]
+    # No English passage gives the same answer: the Russian one stays.
+    assert _in_question_language(ranked[0], ranked[:2], passages, "en") is ranked[0]
