@@ -267,12 +267,29 @@ def summarize(scored: list[dict]) -> dict:
 
 
 def build_report(scored: list[dict]) -> dict:
-    """Overall, by-language and by-kind metrics of a run."""
+    """Overall, by-language, by-kind and cross-lingual metrics of a run.
+
+    ``cross_lingual`` groups the rows marked with a ``direction`` ("en->ru": an English question
+    whose answer is only in a Russian article), one group per direction found.
+    """
+    directions = sorted({s["direction"] for s in scored if s.get("direction")})
     return {
         "overall": summarize(scored),
         "by_language": {lang: summarize([s for s in scored if s["lang"] == lang]) for lang in LANGS},
         "by_kind": {kind: summarize([s for s in scored if s["kind"] == kind]) for kind in KINDS},
+        "cross_lingual": {d: summarize([s for s in scored if s.get("direction") == d]) for d in directions},
     }
+
+
+def answer_direction(row: dict, languages: dict[str, str]) -> str | None:
+    """"QUESTION->ANSWER" languages ("en->ru") when every source of an answerable row is written in
+    another language than the question (``languages``: file name to language), else None."""
+    if not row["answerable"]:
+        return None
+    found = {languages.get(source) for source in _as_list(row["source"])}
+    if len(found) != 1 or None in found or row["lang"] in found:
+        return None
+    return f"{row['lang']}->{found.pop()}"
 
 
 def compare_standalone(pairs: list[tuple[dict, dict, dict]]) -> dict:
@@ -319,7 +336,8 @@ def format_table(report: dict) -> str:
     """The report as a fixed-width text table ('-' for null)."""
     groups = [("overall", report["overall"]),
               *((f"lang={k}", v) for k, v in report["by_language"].items()),
-              *((f"kind={k}", v) for k, v in report["by_kind"].items())]
+              *((f"kind={k}", v) for k, v in report["by_kind"].items()),
+              *((f"cross={k}", v) for k, v in report.get("cross_lingual", {}).items())]
     lines = [f"{'':18}" + "".join(f"{title:>7}" for title, _ in _COLUMNS)]
     for label, metrics in groups:
         cells = (_dash(metrics[key]) for _, key in _COLUMNS)
@@ -357,6 +375,7 @@ def run(chatbot, rows: list[dict], *, retriever_only: bool = False, predictions=
     from tqdm import tqdm
 
     scored, pairs = [], []
+    languages = {p.source: p.lang for p in chatbot.index.passages}
     for row in tqdm(rows, desc="eval", unit="q", disable=not progress):
         history = row.get("history") or []
         if retriever_only:
@@ -369,7 +388,7 @@ def run(chatbot, rows: list[dict], *, retriever_only: bool = False, predictions=
             if history and row.get("standalone"):
                 pairs.append((row, pred, ask_in_conversation(chatbot, row["standalone"], [])))
         retrieved = [p.text for p in chatbot.search(searched_for, k=5)] if row["answerable"] else None
-        scored.append(score_row(row, pred, retrieved))
+        scored.append({**score_row(row, pred, retrieved), "direction": answer_direction(row, languages)})
     report = build_report(scored)
     if not retriever_only:
         report["followup_vs_standalone"] = compare_standalone(pairs)

@@ -89,6 +89,12 @@ class _Word:
     focus: bool
     clause: int
     kind: str  # "amount", "date", "name" or "word"
+    # Read once per word for _candidate_weight, which sees each word in several runs.
+    number: bool = False
+    edge_stopword: bool = False
+    adjective: bool = False
+    verb: bool = False
+    year: bool = False
 
 
 class SentenceReader:
@@ -237,8 +243,12 @@ def _words(sentence: str, cues: QuestionCues) -> list[_Word]:
         anchor = bool(stems) and all(_shares_root(s, cues.terms) for s in stems) or lower in cues.aligned
         focus = anchor and (set(stems) <= cues.focus or lower in cues.aligned_focus)
         clause = sum(1 for c in clause_starts if c < m.start())
+        number = bool(_NUMBER_WORD.match(m.group()))
         words.append(_Word(m.start(), m.end(), m.group(), anchor, focus, clause,
-                           _kind(m.group(), first_in_sentence=m.start() == 0)))
+                           _kind(m.group(), first_in_sentence=m.start() == 0), number=number,
+                           edge_stopword=lower in _EDGE_STOPWORDS and not number,
+                           adjective=bool(_ADJECTIVE_END.search(m.group())), verb=bool(_VERB_END.search(m.group())),
+                           year=bool(_YEAR.match(m.group()))))
     return words
 
 
@@ -294,21 +304,21 @@ def _kind(text: str, first_in_sentence: bool) -> str:
 
 def _candidate_weight(run: list[_Word], expects: str | None, whole: bool) -> float:
     """How answer-like a run of words is, before its distance to the anchors."""
-    if any(w.text.lower() in _EDGE_STOPWORDS and not _NUMBER_WORD.match(w.text) for w in (run[0], run[-1])):
+    if run[0].edge_stopword or run[-1].edge_stopword:
         return 0.0
     kinds = {w.kind for w in run}
-    if kinds == {"amount"} and not _NUMBER_WORD.match(run[0].text):
+    if kinds == {"amount"} and not run[0].number:
         return 0.0  # a unit word alone ("dollars") is not an amount
     if len(kinds) == 1 and kinds != {"word"}:
         weight = 3.0 if whole else 0.3  # a whole name, amount or date; part of one
     else:
         weight = 0.8 ** (len(run) - 1)
-        if _ADJECTIVE_END.search(run[-1].text):
+        if run[-1].adjective:
             weight *= 0.3  # "газовых" without its noun
-        if len(run) == 1 and _VERB_END.search(run[0].text):
+        if len(run) == 1 and run[0].verb:
             weight *= 0.3
     if expects is not None:
         weight *= 3.0 if expects in kinds or (expects == "date" and "amount" in kinds) else 0.3
-    if expects in ("amount", "date") and any(_YEAR.match(w.text) for w in run):
+    if expects in ("amount", "date") and any(w.year for w in run):
         weight *= 3.0 if expects == "date" else 0.3  # "how many" rarely wants a year, "when" often does
     return weight

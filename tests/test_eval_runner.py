@@ -2,12 +2,13 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from chatbot.evaluation import (GATED, KINDS, LANGS, METRICS, build_report, check_thresholds,
                                 compare_standalone, evaluate, first_relevant_rank, format_table,
-                                holds_evidence, run, score_row)
+                                answer_direction, holds_evidence, run, score_row)
 from chatbot.config import Settings
 from chatbot.errors import ChatbotError
 from chatbot.types import Answer, Citation, Passage
@@ -94,6 +95,23 @@ def test_groups_and_nulls():
     assert report["by_language"]["en"]["n"] == 4
 
 
+def test_rows_answered_only_in_another_language_are_reported_apart():
+    languages = {"a.txt": "en", "b.txt": "en", "c.txt": "ru"}
+    english_about_russian = {**ROWS[0], "id": "x1", "source": "c.txt"}
+    assert answer_direction(english_about_russian, languages) == "en->ru"
+    assert answer_direction(ROWS[0], languages) is None                     # same language
+    assert answer_direction({**ROWS[1], "source": ["a.txt", "c.txt"]}, languages) is None  # also in English
+    assert answer_direction(ROWS[3], languages) is None                     # unanswerable
+    assert answer_direction({**english_about_russian, "source": "gone.txt"}, languages) is None
+    rows = [english_about_russian, *ROWS]
+    preds = [pred("Москва", [cite("c.txt", "It is in Paris.")], 5), *PREDS]
+    marked = [{**score_row(r, p, None), "direction": answer_direction(r, languages)} for r, p in zip(rows, preds)]
+    report = build_report(marked)
+    assert list(report["cross_lingual"]) == ["en->ru"]
+    assert (report["cross_lingual"]["en->ru"]["n"], report["cross_lingual"]["en->ru"]["citation_accuracy"]) == (1, 100.0)
+    assert "cross=en->ru" in format_table(report)
+
+
 def test_citation_needs_evidence_in_first_three():
     row = ROWS[0]
     late = [cite("a.txt", "no"), cite("a.txt", "no"), cite("a.txt", "no"), cite("a.txt", "It is in Paris.")]
@@ -115,7 +133,7 @@ def test_empty_group_is_all_null():
 
 def test_report_schema():
     report = build_report(scored())
-    assert set(report) == {"overall", "by_language", "by_kind"}
+    assert set(report) == {"overall", "by_language", "by_kind", "cross_lingual"}
     assert set(report["by_language"]) == set(LANGS) and set(report["by_kind"]) == set(KINDS)
     for group in [report["overall"], *report["by_language"].values(), *report["by_kind"].values()]:
         assert list(group) == ["n", *METRICS]
@@ -161,6 +179,7 @@ class FakeBot:
 
     def __init__(self):
         self.calls = []
+        self.index = SimpleNamespace(passages=[Passage("It is in Paris.", "a.txt", "T", 0, 15)])
 
     def ask(self, question, history=None, k=5, answers=None):
         self.calls.append((question, list(history or [])))
