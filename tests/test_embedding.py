@@ -1,6 +1,7 @@
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -113,3 +114,32 @@ def test_caching_embedder_embeds_each_text_once_and_keeps_the_latest():
     cached.embed(["a"], query=True)
     assert inner.calls[-1] == ["a"] and cached.embed([]).shape == (0, 2)
 
+
+
+def test_the_retriever_and_the_sentence_reader_share_one_multilingual_cache(tmp_path):
+    """The question's multilingual vector is computed once per answer, not once per stage."""
+    import numpy as np
+
+    from chatbot.embedding import CachingEmbedder, cached
+    from chatbot.retrieval import HybridRetriever
+    from chatbot.sentence_reader import SentenceReader
+    from chatbot.types import Passage
+
+    class Counting:
+        name, dimension, calls = "counting", 2, []
+
+        def embed(self, texts, *, query=False, batch_size=32, show_progress=False):
+            self.calls.append(list(texts))
+            return np.ones((len(texts), 2), dtype=np.float32) / np.sqrt(2)
+
+    inner = Counting()
+    assert cached(cached(inner)) is not inner and isinstance(cached(inner), CachingEmbedder)
+    once = cached(inner)
+    assert cached(once) is once
+    index = SimpleNamespace(passages=[Passage("Grok runs on X.", "a.txt", "A", 0, 15)], has_multilingual=True,
+                            embedder_name="e", multilingual_embedder_name="counting")
+    retriever = HybridRetriever(index, SimpleNamespace(name="e"), inner)
+    reader = SentenceReader(retriever.multilingual)
+    retriever.multilingual.embed(["Where does Grok run?"], query=True)
+    reader.read("Where does Grok run?", ["Grok runs on X."])
+    assert sum(text == "Where does Grok run?" for call in inner.calls for text in call) == 1
