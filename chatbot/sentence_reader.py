@@ -159,14 +159,23 @@ class SentenceReader:
         share the topic; the sentence's closeness to the question is comparable across passages.
         Sentences in another language than the question's get ``language_offset`` added: the
         multilingual embedder scores a sentence in the question's language above its translation."""
-        located = [(text, *sentence_of(text, offset)) for text, offset in spans]
-        sentences = sorted({text[a:b] for text, a, b in located})
+        cosines = self.closeness(question, spans, language_offset)
+        best = max(cosines, default=0.0)
+        return [math.exp((cos - best) / temperature) for cos in cosines]
+
+    def closeness(self, question: str, spans: list[tuple[str, int]], language_offset: float = LANGUAGE_OFFSET,
+                  whole_passage: bool = False) -> list[float]:
+        """The multilingual cosine between the question and the sentence of each ``(passage text,
+        offset)``, ``language_offset`` added for sentences in another language (see :meth:`relevance`);
+        with ``whole_passage``, the highest over all the passage's sentences (offsets are ignored)."""
+        located = [[(text, a, b) for a, b in split_sentences(text)] or [(text, 0, len(text))] if whole_passage
+                   else [(text, *sentence_of(text, offset))] for text, offset in spans]
+        sentences = sorted({text[a:b] for group in located for text, a, b in group})
         vectors = self.embedder.embed([question] + sentences, query=True)
         language = detect_language(question)
-        cosines = {sentence: cos + (language_offset if detect_language(sentence) != language else 0.0)
+        cosines = {sentence: float(cos) + (language_offset if detect_language(sentence) != language else 0.0)
                    for sentence, cos in zip(sentences, vectors[1:] @ vectors[0])}
-        best = max(cosines.values(), default=0.0)
-        return [math.exp((cosines[text[a:b]] - best) / temperature) for text, a, b in located]
+        return [max(cosines[text[a:b]] for text, a, b in group) for group in located]
 
 
 def _overlap(terms: frozenset[str], sentence: str) -> float:

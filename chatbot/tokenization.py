@@ -58,7 +58,7 @@ class WordPieces:
         self._cut.no_padding()
         self._cut.enable_truncation(max_length, stride=stride, strategy="only_second" if pair else "longest_first")
         self.max_length = max_length
-        self.pad_id = self._cut.token_to_id("[PAD]") or 0
+        self.pad_id = next((i for name in ("[PAD]", "<pad>") if (i := self._cut.token_to_id(name)) is not None), 0)
 
     def truncate_question(self, question: str) -> str:
         """Cut the question to a quarter of the window, so the passage always fits beside it."""

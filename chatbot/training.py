@@ -11,7 +11,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .errors import ChatbotError
@@ -59,6 +59,9 @@ class TrainConfig:
     negatives_per_question: float = 0.5
     limit: int | None = None
     datasets: tuple[str, ...] | None = None
+    # XQuAD's languages share question ids: also ask each question over the paragraph of the
+    # other languages (dataset "xquad.en->ru": English question, Russian paragraph and answer).
+    cross_lingual: bool = False
 
 
 def find_data_files(paths: list[Path]) -> list[Path]:
@@ -98,6 +101,29 @@ def load_squad(path: Path) -> list[QAExample]:
                     continue
                 out.append(QAExample(str(qa["id"]), dataset, title, ctx, qa["question"], text, start))
     return out
+
+
+def cross_lingual_examples(examples: list[QAExample]) -> list[QAExample]:
+    """Each XQuAD question asked over the same paragraph in every other language of ``examples``."""
+    by_lang: dict[str, dict[str, QAExample]] = {}
+    for e in examples:
+        if e.dataset.startswith("xquad."):
+            by_lang.setdefault(e.dataset.split(".", 1)[1], {})[e.id] = e
+    out = []
+    for q_lang, questions in by_lang.items():
+        for c_lang, contexts in by_lang.items():
+            if q_lang != c_lang:
+                out += [replace(c, dataset=f"xquad.{q_lang}->{c_lang}", question=q.question)
+                        for qid, q in questions.items() if (c := contexts.get(qid))]
+    return out
+
+
+def training_texts(paths: list[Path]) -> list[str]:
+    """Every paragraph and question of the SQuAD files under ``paths``."""
+    texts: dict[str, None] = {}
+    for e in (e for f in find_data_files(paths) for e in load_squad(f)):
+        texts[e.context] = texts[e.question] = None
+    return list(texts)
 
 
 def split_heldout(examples: list[QAExample]) -> tuple[list[QAExample], list[QAExample]]:
@@ -217,6 +243,8 @@ def train_reader(cfg: TrainConfig, log=print) -> dict:
     examples = [e for f in find_data_files(cfg.data) for e in load_squad(f)]
     if cfg.datasets:
         examples = [e for e in examples if e.dataset in cfg.datasets]
+    if cfg.cross_lingual:
+        examples += cross_lingual_examples(examples)
     train, heldout = split_heldout(examples)
     if cfg.limit:
         rng.shuffle(train)
@@ -381,8 +409,9 @@ def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir
 
     examples = [e for f in find_data_files(data) for e in load_squad(f)]
     _, heldout = split_heldout(examples)
+    crossed = cross_lingual_examples(heldout)
     reader = Reader(model_dir, runtime="torch")  # the checkpoint itself, not an export of older weights
-    report = {"heldout_xquad": evaluate_heldout(model_dir, heldout)}
+    report = {"heldout_xquad": evaluate_heldout(model_dir, heldout + crossed)}
     cases = corpus_paragraph_cases(questions, corpus_dir)
     report["corpus_paragraphs"] = _score_groups((g, _best_text(reader, q, p), answers) for g, q, p, answers in cases)
     if not reader.reads("ru"):  # Russian passages go to the sentence reader: measure it on them too
@@ -398,7 +427,8 @@ def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir
             "corpus_paragraphs": _score_groups((g, _best_text(sentence_reader, q, p), answers)
                                                for g, q, p, answers in cases if g.endswith("ru")),
         }
-    report["no_answer"] = choose_no_answer_threshold(reader, heldout)
+    # A reader of several languages also meets questions in another language than the passage's.
+    report["no_answer"] = choose_no_answer_threshold(reader, heldout + crossed if reader.reads("ru") else heldout)
     if write_threshold:
         config_file = Path(model_dir) / READER_CONFIG
         stored = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}

@@ -415,3 +415,14 @@ def test_servers_listen_on_loopback_by_default():
         assert parser.parse_args([command]).host == "127.0.0.1"
     for serve in (web.serve, http_api.serve):
         assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
+
+
+def test_a_missing_multilingual_reader_names_its_setting(argv_tail, trained_reader, capsys, monkeypatch, tmp_path):
+    """The shipped reader leaves Russian passages to the multilingual reader: when that is gone, the
+    error names the setting that points at it (or turns it off)."""
+    monkeypatch.setenv("CHATBOT_MULTILINGUAL_READER", str(tmp_path / "gone"))
+    assert main(["ask", "Сколько денег уже собрал стартап Маска?", *argv_tail[:4], "--reader", trained_reader]) == 2
+    (err,) = _error_lines(capsys.readouterr().err)
+    assert str(tmp_path / "gone") in err and "CHATBOT_MULTILINGUAL_READER" in err
+    monkeypatch.setenv("CHATBOT_MULTILINGUAL_READER", "")  # off: the sentence reader answers
+    assert main(["ask", "Сколько денег уже собрал стартап Маска?", *argv_tail[:4], "--reader", trained_reader]) == 0

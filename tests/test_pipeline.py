@@ -154,4 +154,36 @@ def test_an_answer_both_languages_give_is_cited_in_the_question_language():
     assert _in_question_language(ranked[0], ranked, passages, "en") is ranked[2]
     assert _in_question_language(ranked[0], ranked, passages, "ru") is ranked[0]
     # No English passage gives the same answer: the Russian one stays.
-    assert _in_question_language(ranked[0], ranked[:2], passages, "en") is ranked[0]
+    twitter = Span("Twitter", 0.15, 1, 0, 7)
+    assert _in_question_language(ranked[0], [ranked[0], twitter], passages, "en") is ranked[0]
+    # The same answer in other words: every Latin word of the Russian answer is in the English span.
+    russian = Span("платформу X", 0.2, 0, 0, 11)
+    assert _in_question_language(russian, [russian, ranked[1]], passages, "en") is ranked[1]
+    # Sharing only a number is not the same answer.
+    amount, months = Span("12 миллиардов", 0.2, 0, 0, 13), Span("12 months", 0.1, 1, 0, 9)
+    assert _in_question_language(amount, [amount, months], passages, "en") is amount
+
+
+def test_each_passage_is_read_by_the_reader_of_its_language(built_corpus, embedder, tiny_reader_dir):
+    from chatbot.types import Span
+
+    corpus, index_dir = built_corpus
+    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir)
+    index = ensure_index(settings, embedder=embedder)
+    english = Reader(tiny_reader_dir, languages=("en",), no_answer_threshold=0.1)
+    multilingual = Reader(tiny_reader_dir, languages=("en", "ru"), no_answer_threshold=0.5)
+    bot = Chatbot(index, settings, embedder, english, multilingual)
+    passages = bot.retriever.retrieve("Сколько денег уже собрал стартап Маска?", 5)
+    assert {p.lang for p in passages} == {"en", "ru"}
+    groups = {reader: {passages[i].lang for i in chosen} for reader, chosen in bot._readers(range(5), passages)}
+    assert groups == {english: {"en"}, multilingual: {"ru"}}
+    # Each answer is judged by the no-answer threshold of the reader that found it.
+    russian = next(i for i, p in enumerate(passages) if p.lang == "ru")
+    english_passage = next(i for i, p in enumerate(passages) if p.lang == "en")
+    assert not bot._good_enough(1.0, Span("x", 0.3, russian, 0, 1), passages)
+    assert bot._good_enough(1.0, Span("x", 0.3, english_passage, 0, 1), passages)
+    # Without a multilingual reader, the sentence reader reads them.
+    plain = Chatbot(index, settings.with_(multilingual_reader=""), embedder, english)
+    assert plain.multilingual_reader is None
+    groups = {type(reader).__name__: {passages[i].lang for i in chosen} for reader, chosen in plain._readers(range(5), passages)}
+    assert groups == {"Reader": {"en"}, "SentenceReader": {"ru"}}

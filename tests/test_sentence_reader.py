@@ -62,9 +62,14 @@ def test_unrelated_question_scores_low(sentence_reader):
     assert not spans or spans[0].score < Settings().answer_threshold
 
 
-def test_shipped_reader_leaves_russian_to_the_sentence_reader(trained_reader):
+def test_shipped_readers_split_the_languages(trained_reader):
+    """The main reader reads English only; the shipped multilingual reader reads Russian (for questions in
+    either language), and the sentence reader is what remains when it is turned off."""
+    from chatbot.config import SHIPPED_MULTILINGUAL_READER_DIR
+
     reader = Reader(trained_reader)
     assert reader.reads("en") and not reader.reads("ru")
+    assert Reader(SHIPPED_MULTILINGUAL_READER_DIR).reads("ru")
 
 
 def test_russian_questions_are_answered_in_russian_from_the_russian_article(built_corpus, embedder, trained_reader):
@@ -72,12 +77,12 @@ def test_russian_questions_are_answered_in_russian_from_the_russian_article(buil
     bot = Chatbot.load(index_dir=index, corpus_dir=corpus, embedder=embedder,
                        settings=Settings().with_(reader=trained_reader))
     original = (corpus / RU_ARTICLE).read_text(encoding="utf-8")
-    for question, expected in [("Сколько денег уже собрал стартап Маска?", "12 миллиардов долларов"),
-                               ("Как называется центр обработки данных XAI в Мемфисе?", "Colossus")]:
+    for question, expected in [("Сколько денег уже собрал стартап Маска?", {"12 миллиардов долларов", "12 миллиардов"}),
+                               ("Как называется центр обработки данных XAI в Мемфисе?", {"Colossus"})]:
         answer = bot.ask(question)
-        assert answer.text == expected
+        assert answer.text in expected
         cited = answer.citations[0]
-        assert cited.source == RU_ARTICLE and original[cited.answer_start:cited.answer_end] == expected
+        assert cited.source == RU_ARTICLE and original[cited.answer_start:cited.answer_end] == answer.text
     assert bot.ask("Какая столица у Японии?").text is None
 
 
