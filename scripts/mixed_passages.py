@@ -4,11 +4,13 @@ For every held-out XQuAD question asked in English, the readers see a small set 
 article, as retrieval would give them:
   en->ru  the Russian gold paragraph and the 3 English paragraphs (without the answer) closest to the question;
   en->en  the English gold paragraph, the 2 closest other English paragraphs and the closest other Russian one.
-English paragraphs go to the neural reader, Russian ones to the sentence reader, as in `Chatbot`. The best span
+English paragraphs go to the neural reader, Russian ones to the multilingual reader (or, with --sentence-reader or
+without a multilingual reader in the settings, to the sentence reader), as in `Chatbot`. The best span
 is picked by score times ``SentenceReader.relevance`` at each temperature (0: score alone) and each offset given
 to sentences in the other language than the question's, and scored by F1.
 
     .venv/bin/python scripts/mixed_passages.py [--temperatures 0 0.03 0.05 0.1 0.2] [--language-offsets 0 0.05]
+                                               [--sentence-reader]
 """
 
 import argparse
@@ -39,6 +41,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR / "xquad")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0, 0.03, 0.05, 0.1, 0.2])
     parser.add_argument("--language-offsets", type=float, nargs="+", default=[LANGUAGE_OFFSET])
+    parser.add_argument("--sentence-reader", action="store_true", help="read Russian paragraphs with the sentence reader")
     args = parser.parse_args()
     _, english = split_heldout(load_squad(args.data / "xquad.en.json"))
     _, russian = split_heldout(load_squad(args.data / "xquad.ru.json"))
@@ -46,6 +49,8 @@ def main() -> None:
     en_paragraphs, ru_paragraphs = paragraphs_by_title(english), paragraphs_by_title(russian.values())
     settings = Settings()
     neural, sentence = Reader(settings.reader, precision=settings.reader_precision), SentenceReader(UseEmbedder())
+    russian_reader = (sentence if args.sentence_reader or not settings.multilingual_reader
+                      else Reader(settings.multilingual_reader))
 
     def closest(question: str, candidates: list[str], n: int) -> list[str]:
         if not candidates:
@@ -66,7 +71,7 @@ def main() -> None:
                             e.answer_text)}
         for case, (ru_texts, en_texts, gold) in cases.items():
             spans = [(s, en_texts) for s in neural.read(e.question, en_texts, top_k=settings.reader_top_k)]
-            spans += [(s, ru_texts) for s in sentence.read(e.question, ru_texts, top_k=settings.reader_top_k)]
+            spans += [(s, ru_texts) for s in russian_reader.read(e.question, ru_texts, top_k=settings.reader_top_k)]
             located = [(texts[s.passage_index], s.start) for s, texts in spans]
             for t in args.temperatures:
                 for offset in args.language_offsets if t else [0.0]:
