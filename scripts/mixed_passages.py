@@ -47,7 +47,7 @@ def main() -> None:
     _, russian = split_heldout(load_squad(args.data / "xquad.ru.json"))
     russian = {e.id: e for e in russian}
     en_paragraphs, ru_paragraphs = paragraphs_by_title(english), paragraphs_by_title(russian.values())
-    settings = Settings()
+    settings = Settings.from_env()
     neural, sentence = Reader(settings.reader, precision=settings.reader_precision), SentenceReader(UseEmbedder())
     russian_reader = (sentence if args.sentence_reader or not settings.multilingual_reader
                       else Reader(settings.multilingual_reader))
