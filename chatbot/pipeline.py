@@ -254,7 +254,7 @@ class Chatbot(Retriever):
         """
         own = {i for i, p in enumerate(passages) if p.lang == language}
         spans = self._read_ranked(question, passages, ranks, own, [])
-        other = [i for i in range(len(passages)) if i not in own and self._could_win(question, passages, ranks, i, spans)]
+        other = self._could_win(question, passages, ranks, [i for i in range(len(passages)) if i not in own], spans)
         return self._read_ranked(question, passages, ranks, set(other), spans)
 
     def _read_ranked(self, question: str, passages: list[RetrievedPassage], ranks: list[int], chosen: set[int],
@@ -274,24 +274,26 @@ class Chatbot(Retriever):
                 best = max([best, *(span.score * cap for span in found)])
         return spans
 
-    def _could_win(self, question: str, passages: list[RetrievedPassage], ranks: list[int], i: int,
-                   spans: list[Span]) -> bool:
-        """Whether any span of passage ``i`` (in another language than the question's) could rank above
-        the best of ``spans``. Spans rank by ``score * cap * exp(cos / T)`` (``ask``); a span of ``i``
-        scores at most its cap, in the sentence of ``i`` closest to the question. Reading another
-        language takes the multilingual reader, the dearest step of an answer: this bound skips it
-        when the answer in the question's language is sure and in a sentence much closer to the question.
+    def _could_win(self, question: str, passages: list[RetrievedPassage], ranks: list[int], others: list[int],
+                   spans: list[Span]) -> list[int]:
+        """Those of the passages ``others`` (in another language than the question's) whose spans could
+        rank above the best of ``spans``. Spans rank by ``score * cap * exp(cos / T)`` (``ask``); a span
+        of passage ``i`` scores at most its cap, in the sentence of ``i`` closest to the question.
+        Reading another language takes the multilingual reader, the dearest step of an answer: this
+        bound skips it when the answer in the question's language is sure and in a sentence much closer
+        to the question.
         """
         s = self.settings
-        if not spans or self.sentence_reader is None or not s.sentence_temperature:
-            return True
+        if not others or not spans or self.sentence_reader is None or not s.sentence_temperature:
+            return others
+        t = s.sentence_temperature
         closeness = self.sentence_reader.closeness(
             question, [(passages[sp.passage_index].text, sp.start) for sp in spans])
-        passage_best = self.sentence_reader.closeness(question, [(passages[i].text, 0)], whole_passage=True)[0]
-        t = s.sentence_temperature
         to_beat = max(sp.score * s.rank_decay ** ranks[sp.passage_index] * math.exp(c / t)
                       for sp, c in zip(spans, closeness))
-        return s.rank_decay ** ranks[i] * math.exp(passage_best / t) > to_beat
+        best_sentence = self.sentence_reader.closeness(question, [(passages[i].text, 0) for i in others],
+                                                       whole_passage=True)
+        return [i for i, c in zip(others, best_sentence) if s.rank_decay ** ranks[i] * math.exp(c / t) > to_beat]
 
     def _sentence_relevance(self, question: str, passages: list[RetrievedPassage], spans: list[Span]) -> list[float]:
         """Each span's weight by how close its sentence is to the question (``SentenceReader.relevance``)."""

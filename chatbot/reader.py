@@ -50,8 +50,8 @@ class ReaderSettings:
     # another's (more layers, fewer training steps) is put on the same scale for the pipeline's answer
     # threshold. no_answer_threshold is on the powered scale.
     score_power: float = 1.0
-    # Languages the model reads well; passages in others go to the sentence reader
-    # (chatbot.sentence_reader). None: every language.
+    # Languages the model reads well; the chatbot gives passages in others to its multilingual reader,
+    # or else to the sentence reader (chatbot.pipeline.Chatbot._reader_for). None: every language.
     languages: tuple[str, ...] | None = None
 
 

@@ -416,14 +416,10 @@ def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir
     report["corpus_paragraphs"] = _score_groups((g, _best_text(reader, q, p), answers) for g, q, p, answers in cases)
     if not reader.reads("ru"):  # Russian passages go to the sentence reader: measure it on them too
         sentence_reader = SentenceReader(UseEmbedder())
-        english = {ex.id: ex.question for ex in heldout if ex.dataset.endswith("en")}
-        russian = [ex for ex in heldout if ex.dataset.endswith("ru")]
         report["sentence_reader"] = {
-            # XQuAD's languages share question ids: English questions over the Russian paragraphs are "en->ru".
             "heldout_xquad": _score_groups(
-                (group, _best_text(sentence_reader, question, ex.context), [ex.answer_text])
-                for ex in russian for group, question in ((ex.dataset, ex.question),
-                                                          ("xquad.en->ru", english.get(ex.id))) if question),
+                (ex.dataset, _best_text(sentence_reader, ex.question, ex.context), [ex.answer_text])
+                for ex in heldout + crossed if ex.dataset in ("xquad.ru", "xquad.en->ru")),
             "corpus_paragraphs": _score_groups((g, _best_text(sentence_reader, q, p), answers)
                                                for g, q, p, answers in cases if g.endswith("ru")),
         }
