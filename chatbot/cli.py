@@ -65,6 +65,15 @@ def _export_reader(args) -> int:
     return 0
 
 
+def _export_encoder(args) -> int:
+    from .export import QUERY_ENCODER_FILE, export_sentence_encoder
+
+    config = export_sentence_encoder(args.model, args.out, prompt=args.prompt)
+    size = (Path(args.out) / QUERY_ENCODER_FILE).stat().st_size / 1e6
+    print(f"{args.out}: {config['dimension']}-dimensional sentence encoder ({size:.1f} MB)")
+    return 0
+
+
 def _eval(args) -> int:
     from .evaluation import evaluate
 
@@ -271,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", help="reader model directory (default: the shipped model)")
     p.add_argument("--int8", action="store_true", help="also write the int8 export (model_int8.onnx)")
     p.set_defaults(func=_export_reader)
+
+    p = sub.add_parser("export-encoder", help="export a transformers encoder to ONNX as the sentence encoder that "
+                       "ranks answers (CHATBOT_RELEVANCE_ENCODER; developer step)")
+    p.add_argument("model", help="encoder directory (e.g. runs/e5-small from convert-e5)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--prompt", default="query: ", help="put before every text (default: e5's \"query: \")")
+    p.set_defaults(func=_export_encoder)
 
     from .config import Settings
 

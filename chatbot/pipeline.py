@@ -30,6 +30,7 @@ from .questions import clean_question  # noqa: F401 (part of this module's API)
 from .index import VectorIndex, add_query_encoder, build_index, is_stale, load_index, recover
 from .onnx_runtime import check_runtime, onnxruntime_available
 from .reader import Reader
+from .relevance import SentenceRelevance
 from .retrieval import MAX_K, HybridRetriever, RetrievedPassage
 from .sentence_reader import SentenceReader
 from .types import Answer, Citation, Span
@@ -199,10 +200,15 @@ class Chatbot(Retriever):
             if settings.multilingual_reader else None)  # shipped as ONNX only: "auto" whatever the main reader runs on
         multilingual = self.retriever.multilingual
         self.sentence_reader = SentenceReader(multilingual) if multilingual is not None else None
+        self.relevance = (SentenceRelevance.load(settings.relevance_encoder, threads=settings.threads)
+                          if settings.relevance_encoder
+                          else SentenceRelevance(multilingual) if multilingual is not None else None)
 
     def warm_up(self) -> None:
         """Load the models (embedders and reader) and run them once, so that the first question is fast."""
         self.retriever.warm_up()
+        if self.relevance is not None:
+            self.relevance.warm_up()
         self.reader.read("What is this?", ["This is a warm-up passage."], top_k=1)
         if any(self._reader_for(lang) is self.multilingual_reader for lang in {p.lang for p in self.index.passages}):
             self.multilingual_reader.read("What is this?", ["Это пробный текст."], top_k=1)
@@ -226,10 +232,13 @@ class Chatbot(Retriever):
         # Spans are ranked by their probability under the rank discount, weighed by their sentence's
         # closeness to the question; the answer's confidence (and the abstention) leaves that weight out.
         confidence = [s.score * self.settings.rank_decay ** ranks[s.passage_index] for s in spans]
-        weighted = [c * r for c, r in zip(confidence, self._sentence_relevance(searched_for, passages, spans))]
-        order = sorted(range(len(spans)), key=lambda i: -weighted[i])
+        closeness = self._closeness(searched_for, passages, spans)
+        weights = self.relevance.weights(closeness) if closeness else [1.0] * len(spans)
+        order = sorted(range(len(spans)), key=lambda i: -confidence[i] * weights[i])
         ranked = [spans[i] for i in order]
         best_score, best = (confidence[order[0]], ranked[0]) if spans else (0.0, None)
+        if best is not None and closeness and not self.relevance.close_enough(closeness[order[0]]):
+            best = None  # no sentence of the corpus says what was asked
         if best is not None:
             best = _in_question_language(best, ranked, passages, language)
         if best is not None and not self._good_enough(best_score, best, passages):
@@ -283,24 +292,21 @@ class Chatbot(Retriever):
         bound skips it when the answer in the question's language is sure and in a sentence much closer
         to the question.
         """
-        s = self.settings
-        if not others or not spans or self.sentence_reader is None or not s.sentence_temperature:
+        s, relevance = self.settings, self.relevance
+        if not others or not spans or relevance is None or not relevance.settings.temperature:
             return others
-        t = s.sentence_temperature
-        closeness = self.sentence_reader.closeness(
-            question, [(passages[sp.passage_index].text, sp.start) for sp in spans])
+        t = relevance.settings.temperature
         to_beat = max(sp.score * s.rank_decay ** ranks[sp.passage_index] * math.exp(c / t)
-                      for sp, c in zip(spans, closeness))
-        best_sentence = self.sentence_reader.closeness(question, [(passages[i].text, 0) for i in others],
-                                                       whole_passage=True)
+                      for sp, c in zip(spans, self._closeness(question, passages, spans)))
+        best_sentence = relevance.closeness(question, [(passages[i].text, 0) for i in others], whole_passage=True)
         return [i for i, c in zip(others, best_sentence) if s.rank_decay ** ranks[i] * math.exp(c / t) > to_beat]
 
-    def _sentence_relevance(self, question: str, passages: list[RetrievedPassage], spans: list[Span]) -> list[float]:
-        """Each span's weight by how close its sentence is to the question (``SentenceReader.relevance``)."""
-        if self.sentence_reader is None or not spans or not self.settings.sentence_temperature:
-            return [1.0] * len(spans)
-        return self.sentence_reader.relevance(
-            question, [(passages[s.passage_index].text, s.start) for s in spans], self.settings.sentence_temperature)
+    def _closeness(self, question: str, passages: list[RetrievedPassage], spans: list[Span]) -> list[float]:
+        """Each span's sentence's closeness to the question (``SentenceRelevance.closeness``), or
+        ``[]`` without a relevance encoder."""
+        if self.relevance is None or not spans:
+            return []
+        return self.relevance.closeness(question, [(passages[s.passage_index].text, s.start) for s in spans])
 
     def _readers(self, chosen: list[int], passages: list[RetrievedPassage]):
         """``(reader, passage indices)`` pairs, each passage with the reader of its language (``_reader_for``)."""

@@ -29,7 +29,7 @@ import numpy as np
 
 from bm25s.stopwords import STOPWORDS_EN_PLUS, STOPWORDS_RUSSIAN
 
-from .chunking import sentence_of, split_sentences
+from .chunking import split_sentences
 from .corpus import detect_language
 from .embedding import TextEmbedder, cached
 from .reader import MONTHS, expected_answer_type
@@ -74,9 +74,6 @@ SENTENCE_MIDPOINT = 0.30      # the score (similarity + lexical share) at which 
 NO_ANSWER_WEIGHT = 2.0        # "no answer in this sentence", against a whole expected-shape name at 9
 ANCHOR_DECAY = 3.0            # words: a candidate this far from the nearest anchor keeps 1/e
 ALIGN_MIN = 0.6               # multilingual cosine at which a word in the other script translates a question word
-# How much closer the multilingual embedder puts a question to a sentence in its own language than to
-# the sentence's translation: median over 400 XQuAD training questions, English 0.071, Russian 0.027.
-LANGUAGE_OFFSET = 0.05
 
 
 @dataclass(frozen=True)
@@ -149,33 +146,6 @@ class SentenceReader:
         aligned = {w for w, row in zip(foreign_words, similarity) if row.max() >= ALIGN_MIN}
         aligned_focus = {w for w, row in zip(foreign_words, similarity) if focus and row[focus].max() >= ALIGN_MIN}
         return replace(cues, aligned=frozenset(aligned), aligned_focus=frozenset(aligned_focus))
-
-    def relevance(self, question: str, spans: list[tuple[str, int]], temperature: float,
-                  language_offset: float = LANGUAGE_OFFSET) -> list[float]:
-        """For each ``(passage text, offset)`` of a candidate answer, ``exp((cos - best) / temperature)``
-        where ``cos`` is the multilingual cosine between the question and the sentence holding the
-        offset, ``best`` the highest among them: 1 in the sentence closest to the question, less in
-        the others. Readers judge one window at a time and are sure of answers in passages that only
-        share the topic; the sentence's closeness to the question is comparable across passages.
-        Sentences in another language than the question's get ``language_offset`` added: the
-        multilingual embedder scores a sentence in the question's language above its translation."""
-        cosines = self.closeness(question, spans, language_offset)
-        best = max(cosines, default=0.0)
-        return [math.exp((cos - best) / temperature) for cos in cosines]
-
-    def closeness(self, question: str, spans: list[tuple[str, int]], language_offset: float = LANGUAGE_OFFSET,
-                  whole_passage: bool = False) -> list[float]:
-        """The multilingual cosine between the question and the sentence of each ``(passage text,
-        offset)``, ``language_offset`` added for sentences in another language (see :meth:`relevance`);
-        with ``whole_passage``, the highest over all the passage's sentences (offsets are ignored)."""
-        located = [[(text, a, b) for a, b in split_sentences(text)] or [(text, 0, len(text))] if whole_passage
-                   else [(text, *sentence_of(text, offset))] for text, offset in spans]
-        sentences = sorted({text[a:b] for group in located for text, a, b in group})
-        vectors = self.embedder.embed([question] + sentences, query=True)
-        language = detect_language(question)
-        cosines = {sentence: float(cos) + (language_offset if detect_language(sentence) != language else 0.0)
-                   for sentence, cos in zip(sentences, vectors[1:] @ vectors[0])}
-        return [max(cosines[text[a:b]] for text, a, b in group) for group in located]
 
 
 def _overlap(terms: frozenset[str], sentence: str) -> float:

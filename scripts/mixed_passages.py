@@ -6,8 +6,9 @@ article, as retrieval would give them:
   en->en  the English gold paragraph, the 2 closest other English paragraphs and the closest other Russian one.
 English paragraphs go to the neural reader, Russian ones to the multilingual reader (or, with --sentence-reader or
 without a multilingual reader in the settings, to the sentence reader), as in `Chatbot`. The best span
-is picked by score times ``SentenceReader.relevance`` at each temperature (0: score alone) and each offset given
-to sentences in the other language than the question's, and scored by F1.
+is picked by score times the sentence relevance weight (``chatbot.relevance``, the settings' relevance encoder) at
+each temperature (0: score alone) and each offset given to sentences in the other language than the question's,
+and scored by F1.
 
     .venv/bin/python scripts/mixed_passages.py [--temperatures 0 0.03 0.05 0.1 0.2] [--language-offsets 0 0.05]
                                                [--sentence-reader]
@@ -23,7 +24,8 @@ from chatbot.config import Settings
 from chatbot.embedding import UseEmbedder
 from chatbot.evaluation import f1_score
 from chatbot.reader import Reader
-from chatbot.sentence_reader import LANGUAGE_OFFSET, SentenceReader
+from chatbot.relevance import RelevanceSettings, SentenceRelevance
+from chatbot.sentence_reader import SentenceReader
 from chatbot.training import DEFAULT_DATA_DIR, load_squad, split_heldout
 
 
@@ -40,7 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR / "xquad")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0, 0.03, 0.05, 0.1, 0.2])
-    parser.add_argument("--language-offsets", type=float, nargs="+", default=[LANGUAGE_OFFSET])
+    parser.add_argument("--language-offsets", type=float, nargs="+", help="default: the encoder's own")
     parser.add_argument("--sentence-reader", action="store_true", help="read Russian paragraphs with the sentence reader")
     args = parser.parse_args()
     _, english = split_heldout(load_squad(args.data / "xquad.en.json"))
@@ -49,6 +51,9 @@ def main() -> None:
     en_paragraphs, ru_paragraphs = paragraphs_by_title(english), paragraphs_by_title(russian.values())
     settings = Settings.from_env()
     neural, sentence = Reader(settings.reader, precision=settings.reader_precision), SentenceReader(UseEmbedder())
+    relevance = (SentenceRelevance.load(settings.relevance_encoder) if settings.relevance_encoder
+                 else SentenceRelevance(sentence.embedder))
+    offsets = args.language_offsets or [relevance.settings.language_offset]
     russian_reader = (sentence if args.sentence_reader or not settings.multilingual_reader
                       else Reader(settings.multilingual_reader))
 
@@ -74,8 +79,9 @@ def main() -> None:
             spans += [(s, ru_texts) for s in russian_reader.read(e.question, ru_texts, top_k=settings.reader_top_k)]
             located = [(texts[s.passage_index], s.start) for s, texts in spans]
             for t in args.temperatures:
-                for offset in args.language_offsets if t else [0.0]:
-                    weights = sentence.relevance(e.question, located, t, offset) if t else [1.0] * len(spans)
+                for offset in offsets if t else [0.0]:
+                    relevance.settings = RelevanceSettings(temperature=t, language_offset=offset)
+                    weights = relevance.weights(relevance.closeness(e.question, located))
                     best = max(zip(spans, weights), key=lambda sw: sw[0][0].score * sw[1], default=None)
                     key = f"t={t} offset={offset}" if t else "score alone"
                     results[case].setdefault(key, []).append(f1_score(best[0][0].text, [gold]) if best else 0.0)

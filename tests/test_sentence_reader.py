@@ -97,12 +97,3 @@ def test_english_question_anchors_on_the_russian_words_that_translate_it(sentenc
     assert not plain.aligned
     best = sentence_reader.read(question, [sentence], top_k=1)[0]
     assert best.text == "суверенные фонды" and sentence[best.start:best.end] == best.text
-
-
-def test_relevance_is_highest_for_the_sentence_closest_to_the_question(sentence_reader):
-    text = RU_PASSAGE
-    colossus, turbines = text.index("Colossus"), text.index("газовых")
-    weights = sentence_reader.relevance("What is the Memphis data center called?",
-                                        [(text, colossus), (text, turbines)], temperature=0.1)
-    assert weights[0] == 1.0 and 0 < weights[1] < weights[0]
-
