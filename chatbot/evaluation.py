@@ -421,6 +421,8 @@ def evaluate(questions: str | Path, settings: Settings | None = None, *,
     from .pipeline import Chatbot
 
     chatbot = Chatbot.load(settings=settings, progress=progress)
+    if not retriever_only:
+        chatbot.warm_up()  # as the web chat and the HTTP API do before their first question: latencies as served
     if predictions_path:
         Path(predictions_path).parent.mkdir(parents=True, exist_ok=True)
     with open(predictions_path or os.devnull, "w", encoding="utf-8") as predictions:

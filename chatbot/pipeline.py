@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Chatbot.warm_up embeds the sentences of a corpus of at most this many passages for the answer ranking
+# (SentenceRelevance); larger corpora's sentences are embedded as answers first need them.
+WARM_UP_PASSAGES = 2000
+
 
 # ---------------------------------------------------------------- the index
 
@@ -207,8 +211,9 @@ class Chatbot(Retriever):
     def warm_up(self) -> None:
         """Load the models (embedders and reader) and run them once, so that the first question is fast."""
         self.retriever.warm_up()
-        if self.relevance is not None:
-            self.relevance.warm_up()
+        if self.relevance is not None:  # a small corpus's sentences too (about 1 s for the shipped 49 passages)
+            passages = self.index.passages
+            self.relevance.warm_up([p.text for p in passages] if len(passages) <= WARM_UP_PASSAGES else [])
         self.reader.read("What is this?", ["This is a warm-up passage."], top_k=1)
         if any(self._reader_for(lang) is self.multilingual_reader for lang in {p.lang for p in self.index.passages}):
             self.multilingual_reader.read("What is this?", ["Это пробный текст."], top_k=1)

@@ -91,8 +91,11 @@ class SentenceRelevance:
         encoder = OnnxSentenceEncoder(directory, threads=threads)
         return cls(encoder, RelevanceSettings.load(encoder.directory))
 
-    def warm_up(self) -> None:
-        self.encoder.embed(["What is this?"], query=True)
+    def warm_up(self, passages: list[str] = ()) -> None:
+        """Load the encoder and embed the sentences of ``passages`` (shortest first, so that batches pad
+        little): the vectors are cached, and an answer then embeds only its question."""
+        sentences = sorted({text[a:b] for text in passages for a, b in split_sentences(text)}, key=len)
+        self.encoder.embed(["What is this?", *sentences], query=True)
 
     def closeness(self, question: str, spans: list[tuple[str, int]], whole_passage: bool = False) -> list[float]:
         """The cosine between the question and the sentence of each ``(passage text, offset)``,

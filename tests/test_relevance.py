@@ -118,3 +118,21 @@ def test_the_pipeline_abstains_when_the_answer_sentence_is_under_the_floor(built
     # Without an encoder of its own, the multilingual embedder ranks, with USE's settings.
     plain = Chatbot(bot.index, settings.with_(relevance_encoder=""), embedder, bot.reader)
     assert plain.relevance.settings == RelevanceSettings() and plain.relevance.encoder.name == plain.retriever.multilingual.name
+
+
+def test_export_encoder_writes_an_encoder_that_embeds_as_sentence_transformers_does(tiny_reader_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules.normalize import Normalize
+    from sentence_transformers.base.modules.transformer import Transformer
+    from sentence_transformers.sentence_transformer.modules.pooling import Pooling
+
+    from chatbot.export import export_sentence_encoder
+
+    config = export_sentence_encoder(tiny_reader_dir, tmp_path / "encoder")
+    assert config["prompt"] == "query: " and config["pooling"] == "mean" and config["normalize"]
+    texts = ["Where is Colossus?", "The Memphis data center is called Colossus, and it runs Grok."]
+    onnx = OnnxSentenceEncoder(tmp_path / "encoder").embed(texts)
+    transformer = Transformer(str(tiny_reader_dir))
+    reference = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean"),
+                                             Normalize()], device="cpu").encode(["query: " + t for t in texts])
+    assert onnx.shape == reference.shape and np.allclose(onnx, reference, atol=2e-3)
