@@ -211,7 +211,7 @@ class Chatbot(Retriever):
     def warm_up(self) -> None:
         """Load the models (embedders and reader) and run them once, so that the first question is fast."""
         self.retriever.warm_up()
-        if self.relevance is not None:  # a small corpus's sentences too (about 1 s for the shipped 49 passages)
+        if self.relevance is not None:  # a small corpus's sentences too (a few seconds for the shipped 49 passages)
             passages = self.index.passages
             self.relevance.warm_up([p.text for p in passages] if len(passages) <= WARM_UP_PASSAGES else [])
         self.reader.read("What is this?", ["This is a warm-up passage."], top_k=1)
