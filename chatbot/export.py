@@ -98,7 +98,7 @@ def _keeps_fp32(node: str, weights: set[str]) -> bool:
 def export_reader(model_dir: str | Path, int8: bool = False) -> dict[str, Path]:
     """Export the transformers QA checkpoint in ``model_dir`` to ``model.onnx`` beside it (fp32
     compute, see :func:`store_weights_in_fp16`) and, when ``int8``, to ``model_int8.onnx``
-    (:func:`quantize_reader`); returns ``{precision: file}``."""
+    (:func:`quantize_reader`, its fp32 weights stored as fp16 where exact too); returns ``{precision: file}``."""
     import torch
     from transformers import AutoModelForQuestionAnswering
 
@@ -115,7 +115,9 @@ def export_reader(model_dir: str | Path, int8: bool = False) -> dict[str, Path]:
         store_weights_in_fp16(fp32, written["fp32"])
         if int8:
             written["int8"] = model_dir / ONNX_FILES["int8"]
-            quantize_reader(fp32, written["int8"])
+            int8_weights = Path(tmp) / ONNX_FILES["int8"]
+            quantize_reader(fp32, int8_weights)
+            store_weights_in_fp16(int8_weights, written["int8"])  # the layers left fp32 (embeddings, head)
     return written
 
 

@@ -29,7 +29,7 @@ from .errors import IndexBuildError, IndexLoadError, ModelLoadError
 from .questions import clean_question  # noqa: F401 (part of this module's API)
 from .index import VectorIndex, add_query_encoder, build_index, is_stale, load_index, recover
 from .onnx_runtime import check_runtime, onnxruntime_available
-from .reader import Reader
+from .reader import ONNX_FILES, Reader
 from .relevance import SentenceRelevance
 from .retrieval import MAX_K, HybridRetriever, RetrievedPassage
 from .sentence_reader import SentenceReader
@@ -199,8 +199,11 @@ class Chatbot(Retriever):
                                        runtime=settings.reader_runtime, threads=settings.threads)
         self.multilingual_reader = (
             multilingual_reader if multilingual_reader is not None
-            else Reader(settings.multilingual_reader, runtime="auto", threads=settings.threads,
-                        setting='CHATBOT_MULTILINGUAL_READER ("" leaves other languages to the sentence reader)')
+            else Reader(settings.multilingual_reader, precision=settings.multilingual_reader_precision,
+                        runtime="auto", threads=settings.threads,
+                        setting='CHATBOT_MULTILINGUAL_READER ("" leaves other languages to the sentence reader; '
+                                f'CHATBOT_MULTILINGUAL_READER_PRECISION={settings.multilingual_reader_precision} chose '
+                                f'{ONNX_FILES.get(settings.multilingual_reader_precision)})')
             if settings.multilingual_reader else None)  # shipped as ONNX only: "auto" whatever the main reader runs on
         multilingual = self.retriever.multilingual
         self.sentence_reader = SentenceReader(multilingual) if multilingual is not None else None

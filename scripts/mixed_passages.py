@@ -55,7 +55,7 @@ def main() -> None:
                  else SentenceRelevance(sentence.embedder))
     offsets = args.language_offsets or [relevance.settings.language_offset]
     russian_reader = (sentence if args.sentence_reader or not settings.multilingual_reader
-                      else Reader(settings.multilingual_reader))
+                      else Reader(settings.multilingual_reader, precision=settings.multilingual_reader_precision))
 
     def closest(question: str, candidates: list[str], n: int) -> list[str]:
         if not candidates:

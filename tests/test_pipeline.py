@@ -187,3 +187,24 @@ def test_each_passage_is_read_by_the_reader_of_its_language(built_corpus, embedd
     assert plain.multilingual_reader is None
     groups = {type(reader).__name__: {passages[i].lang for i in chosen} for reader, chosen in plain._readers(range(5), passages)}
     assert groups == {"Reader": {"en"}, "SentenceReader": {"ru"}}
+
+
+def test_the_multilingual_reader_runs_its_shipped_int8_export_and_names_its_setting_otherwise(built_corpus, embedder,
+                                                                                              tiny_reader_dir):
+    from chatbot.config import SHIPPED_MULTILINGUAL_READER_DIR
+    from chatbot.errors import ModelLoadError
+
+    corpus, index_dir = built_corpus
+    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir)
+    index = ensure_index(settings, embedder=embedder)
+    english = Reader(tiny_reader_dir, languages=("en",))
+    bot = Chatbot(index, settings, embedder, english)
+    assert settings.multilingual_reader_precision == "int8"
+    spans = bot.multilingual_reader.read("Сколько денег уже собрал стартап?",
+                                         ["Стартап уже собрал 12 миллиардов долларов."], top_k=1)
+    assert bot.multilingual_reader.runtime == "onnx" and spans and "12" in spans[0].text
+    # fp32 needs a model.onnx the package does not ship: the error says which setting to change.
+    assert not (SHIPPED_MULTILINGUAL_READER_DIR / "model.onnx").exists()
+    fp32 = Chatbot(index, settings.with_(multilingual_reader_precision="fp32"), embedder, english)
+    with pytest.raises(ModelLoadError, match="CHATBOT_MULTILINGUAL_READER"):
+        fp32.multilingual_reader.load()

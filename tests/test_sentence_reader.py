@@ -69,7 +69,7 @@ def test_shipped_readers_split_the_languages(trained_reader):
 
     reader = Reader(trained_reader)
     assert reader.reads("en") and not reader.reads("ru")
-    assert Reader(SHIPPED_MULTILINGUAL_READER_DIR).reads("ru")
+    assert Reader(SHIPPED_MULTILINGUAL_READER_DIR, precision=Settings().multilingual_reader_precision).reads("ru")
 
 
 def test_russian_questions_are_answered_in_russian_from_the_russian_article(built_corpus, embedder, trained_reader):
