@@ -4,8 +4,10 @@
 (rebuilding it when a file, the embedder or the chunking changed); models load
 lazily, once. ``Chatbot.ask`` resolves follow-ups, retrieves ``k`` passages,
 reads them, and keeps the best span by the reader's probability discounted by
-its passage's best retrieval rank (:func:`best_ranks`); it abstains when the corpus
-holds nothing close enough to the question or no span scores high enough.
+its passage's best retrieval rank (:func:`best_ranks`) and weighed by how close its
+sentence is to the question (:mod:`chatbot.relevance`); it abstains when the corpus
+holds nothing close enough to the question, the best span's sentence is not close
+enough, or no span scores high enough.
 ``Retriever`` is the retrieval half alone (``load`` and ``search``), for programs
 that want cited passages without the reader.
 """
