@@ -23,9 +23,9 @@ from .chunking import sentence_of, split_sentences
 from .corpus import detect_language
 from .embedding import OnnxQueryEmbedder, TextEmbedder, cached
 from .errors import ModelLoadError
+from .export import QUERY_ENCODER_CONFIG
 
 RELEVANCE_CONFIG = "relevance.json"
-ENCODER_CONFIG = "query_encoder.json"
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class OnnxSentenceEncoder(OnnxQueryEmbedder):
     def __init__(self, directory: str | Path, threads: int = 0, setting: str = "CHATBOT_RELEVANCE_ENCODER"):
         directory = Path(directory)
         try:
-            config = json.loads((directory / ENCODER_CONFIG).read_text(encoding="utf-8"))
+            config = json.loads((directory / QUERY_ENCODER_CONFIG).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"No sentence encoder in {directory} ({exc}): reinstall the package, or set "
                                  f"{setting} to an encoder directory (\"\" uses the multilingual embedder).") from exc
