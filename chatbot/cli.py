@@ -34,8 +34,12 @@ def _train_reader(args) -> int:
         lr=args.lr,
         cross_lingual=args.cross_lingual,
         datasets=tuple(args.datasets) if args.datasets else None,
+        exclude=tuple(args.exclude or ()),
+        layers=args.layers,
+        limit=args.limit,
+        batch_size=args.batch_size,
     )
-    train_reader(cfg)
+    train_reader(cfg, resume=args.resume)
     return 0
 
 
@@ -246,7 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=defaults.max_length)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (linear warm-up and decay)")
-    p.add_argument("--datasets", nargs="+", metavar="NAME", help="train on these datasets only (file stems, e.g. xquad.en)")
+    p.add_argument("--datasets", nargs="+", metavar="NAME",
+                   help="train on these datasets only (xquad.en, xquad.ru, tydi.en, tydi.ru, qed, covid-qa)")
+    p.add_argument("--exclude", nargs="+", metavar="NAME", help="train on every dataset but these")
+    p.add_argument("--layers", type=int, help="keep the base's first N transformer layers (default: all)")
+    p.add_argument("--limit", type=int, metavar="N", help="train on N questions drawn from the mix (a proxy run)")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--resume", action="store_true",
+                   help="go on from OUT/checkpoint with the run's saved config (other options are ignored)")
     p.add_argument("--cross-lingual", action="store_true",
                    help="also ask each XQuAD question over its paragraph in the other languages")
     p.set_defaults(func=_train_reader)

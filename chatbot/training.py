@@ -1,15 +1,22 @@
 """Fine-tune an encoder as the extractive reader on SQuAD-format data.
 
 A developer step (``chatbot train-reader``): the product only loads the result.
-Whole XQuAD articles listed in :data:`HELDOUT_XQUAD_ARTICLES` are never trained
-on, in any language, so the held-out figures measure unseen text.
+It reads every dataset folder under ``../shared/qa-data/`` (each with its SOURCE and
+licence) and keeps three held-out parts out of training, in every language
+(:func:`is_heldout`): the XQuAD articles of :data:`HELDOUT_XQUAD_ARTICLES`, the
+TyDi QA English dev split, and one TyDi Russian article in
+:data:`HELDOUT_TYDI_RU_ONE_IN` (by a hash of its title), so the held-out figures
+measure unseen text. Runs save a checkpoint every few minutes and ``--resume``
+goes on from it: a run on a 2-core CPU may span several sessions.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,6 +37,17 @@ HELDOUT_XQUAD_ARTICLES = (
     "Yuan_dynasty",
     "Scottish_Parliament",
 )
+# One TyDi QA Russian article in five (by the MD5 of its title) is kept apart for a Russian figure;
+# TyDi's English dev split is held out whole.
+HELDOUT_TYDI_RU_ONE_IN = 5
+# Dataset names by file stem (other files are named by their stem).
+DATASET_NAMES = {
+    "tydiqa-goldp-v1.1-train.english": "tydi.en",
+    "tydiqa-goldp-v1.1-dev.english": "tydi.en.dev",
+    "tydiqa-goldp-v1.1-dev.russian": "tydi.ru",
+    "qed-nq-dev": "qed",
+}
+CHECKPOINT_DIR = "checkpoint"  # inside the run's output directory
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,12 @@ class QAExample:
     question: str
     answer_text: str
     answer_start: int
+    # Every reference answer (TyDi dev has up to three): scoring takes the best match; training the first.
+    answers: tuple[str, ...] = ()
+
+    @property
+    def golds(self) -> list[str]:
+        return list(self.answers or (self.answer_text,))
 
 
 @dataclass
@@ -58,7 +82,10 @@ class TrainConfig:
     seed: int = 13
     negatives_per_question: float = 0.5
     limit: int | None = None
-    datasets: tuple[str, ...] | None = None
+    datasets: tuple[str, ...] | None = None  # train on these datasets only
+    exclude: tuple[str, ...] = ()  # ... or on all but these
+    layers: int | None = None  # keep the base's first N transformer layers (None: all)
+    checkpoint_minutes: float = 10.0
     # XQuAD's languages share question ids: also ask each question over the paragraph of the
     # other languages (dataset "xquad.en->ru": English question, Russian paragraph and answer).
     cross_lingual: bool = False
@@ -83,7 +110,7 @@ def find_data_files(paths: list[Path]) -> list[Path]:
 
 
 def load_squad(path: Path) -> list[QAExample]:
-    dataset = path.stem
+    dataset = DATASET_NAMES.get(path.stem, path.stem)
     raw = json.loads(path.read_text(encoding="utf-8"))
     out = []
     for ai, article in enumerate(raw["data"]):
@@ -99,7 +126,21 @@ def load_squad(path: Path) -> list[QAExample]:
                 start += ans["text"].find(text)  # answer_start points at the untrimmed text
                 if ctx[start : start + len(text)] != text:
                     continue
-                out.append(QAExample(str(qa["id"]), dataset, title, ctx, qa["question"], text, start))
+                golds = tuple(dict.fromkeys(a["text"].strip() for a in qa["answers"] if a["text"].strip()))
+                out.append(QAExample(str(qa["id"]), dataset, title, ctx, qa["question"], text, start, golds))
+    return out
+
+
+def data_sources(paths: list[Path]) -> list[dict]:
+    """Each dataset folder's SOURCE line and licence file, for the training record."""
+    folders = dict.fromkeys(f.parent for f in find_data_files(paths))
+    out = []
+    for folder in folders:
+        source = folder / "SOURCE"
+        licences = sorted(f.name for f in folder.iterdir() if f.name.upper().startswith("LICENSE"))
+        out.append({"folder": folder.name,
+                    "source": source.read_text(encoding="utf-8").strip().splitlines()[0] if source.is_file() else None,
+                    "licence_files": licences})
     return out
 
 
@@ -126,11 +167,31 @@ def training_texts(paths: list[Path]) -> list[str]:
     return list(texts)
 
 
+def is_heldout(example: QAExample) -> bool:
+    """Whether ``example`` belongs to a held-out part (never trained on, in any language)."""
+    if example.dataset.startswith("xquad"):
+        return example.title in HELDOUT_XQUAD_ARTICLES
+    if example.dataset == "tydi.en.dev":
+        return True
+    if example.dataset == "tydi.ru":
+        digest = hashlib.md5(example.title.encode("utf-8")).digest()
+        return int.from_bytes(digest[:4], "big") % HELDOUT_TYDI_RU_ONE_IN == 0
+    return False
+
+
 def split_heldout(examples: list[QAExample]) -> tuple[list[QAExample], list[QAExample]]:
-    held = set(HELDOUT_XQUAD_ARTICLES)
-    train = [e for e in examples if not (e.dataset.startswith("xquad") and e.title in held)]
-    heldout = [e for e in examples if e.dataset.startswith("xquad") and e.title in held]
+    train = [e for e in examples if not is_heldout(e)]
+    heldout = [e for e in examples if is_heldout(e)]
     return train, heldout
+
+
+def select_datasets(examples: list[QAExample], cfg: TrainConfig) -> list[QAExample]:
+    """The examples of the datasets ``cfg`` asks for (before the cross-lingual pairs are added)."""
+    known = {e.dataset for e in examples}
+    unknown = (set(cfg.datasets or ()) | set(cfg.exclude)) - known
+    if unknown:
+        raise ChatbotError(f"No dataset named {', '.join(sorted(unknown))}; the data holds {', '.join(sorted(known))}.")
+    return [e for e in examples if (not cfg.datasets or e.dataset in cfg.datasets) and e.dataset not in cfg.exclude]
 
 
 def featurize(examples: list[QAExample], tokenizer, cfg: TrainConfig, rng: random.Random) -> list[dict]:
@@ -227,31 +288,62 @@ def resolve_base(name: str) -> str:
     return name
 
 
-def train_reader(cfg: TrainConfig, log=print) -> dict:
-    """Train, evaluate on the held-out articles, and save fp16 weights to ``cfg.out``."""
-    import numpy as np
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
-
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-
-    examples = [e for f in find_data_files(cfg.data) for e in load_squad(f)]
-    if cfg.datasets:
-        examples = [e for e in examples if e.dataset in cfg.datasets]
+def training_examples(cfg: TrainConfig, rng: random.Random) -> tuple[list[QAExample], list[QAExample]]:
+    """(training, held-out) examples of ``cfg``: the datasets it selects plus the cross-lingual pairs,
+    the held-out parts split off, and the training part cut to ``cfg.limit`` questions (a proxy run)."""
+    examples = select_datasets([e for f in find_data_files(cfg.data) for e in load_squad(f)], cfg)
     if cfg.cross_lingual:
         examples += cross_lingual_examples(examples)
     train, heldout = split_heldout(examples)
     if cfg.limit:
         rng.shuffle(train)
         train = train[: cfg.limit]
+    return train, heldout
+
+
+def load_base(base: str, layers: int | None, device: str):
+    """The base encoder with a fresh span head, cut to its first ``layers`` transformer layers."""
+    import torch
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
+
+    config = AutoConfig.from_pretrained(base)
+    if layers:
+        if layers > config.num_hidden_layers:
+            raise ChatbotError(f"--layers {layers}: the base has only {config.num_hidden_layers} layers.")
+        config.num_hidden_layers = layers  # the weights of later layers are not loaded
+    return AutoModelForQuestionAnswering.from_pretrained(base, config=config, dtype=torch.float32).to(device)
+
+
+def train_reader(cfg: TrainConfig, log=print, resume: bool = False) -> dict:
+    """Train, evaluate on the held-out parts, and save fp16 weights to ``cfg.out``.
+
+    Every ``cfg.checkpoint_minutes`` and at each epoch's end the model, optimiser, schedule and
+    step are saved to ``OUT/checkpoint``; ``resume=True`` goes on from there with the run's own
+    config (the one saved, not ``cfg``'s other fields): the windows and each epoch's batch order
+    are rebuilt from the seed, so a resumed run sees the batches an uninterrupted one would.
+    """
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+    out = Path(cfg.out)
+    state = _load_checkpoint(out) if resume else None
+    if state is not None:
+        cfg = _config_from_record(state["config"])
+        log(f"resuming {out} at step {state['step']} with its saved config")
+    elif resume:
+        log(f"no checkpoint in {out / CHECKPOINT_DIR}: starting from the beginning")
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    train, heldout = training_examples(cfg, rng)
     base = resolve_base(cfg.base)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForQuestionAnswering.from_pretrained(base, dtype=torch.float32).to(device)
+    model = load_base(base, cfg.layers, device)
     feats = featurize(train, tokenizer, cfg, rng)
     log(f"{len(train)} training questions -> {len(feats)} windows; {len(heldout)} held-out questions; device {device}")
 
@@ -264,13 +356,25 @@ def train_reader(cfg: TrainConfig, log=print) -> dict:
     ]
     optim = torch.optim.AdamW(groups, lr=cfg.lr)
     sched = get_linear_schedule_with_warmup(optim, int(cfg.warmup * total), total)
+    step, minutes_before = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, minutes_before = state["step"], state["train_minutes"]
+        torch.set_rng_state(state["torch_rng"])
     model.train()
-    started = time.time()
-    step = 0
-    bar = tqdm(total=total, desc="training reader", unit="step")
-    epoch = 0
+    started = last_saved = time.time()
+    bar = tqdm(total=total, initial=step, desc="training reader", unit="step")
+
+    def save_checkpoint() -> None:
+        minutes = minutes_before + (time.time() - started) / 60
+        _save_checkpoint(out, cfg, model, optim, sched, step, minutes)
+
     while step < total:
-        for batch in _batches(feats, cfg.batch_size, rng):
+        epoch, done_in_epoch = divmod(step, steps_per_epoch)
+        batches = _batches(feats, cfg.batch_size, random.Random(f"{cfg.seed}-epoch-{epoch}"))
+        for batch in batches[done_in_epoch:]:
             if step >= total:
                 break
             inputs = {k: v.to(device) for k, v in _collate(batch, tokenizer.pad_token_id).items()}
@@ -283,27 +387,76 @@ def train_reader(cfg: TrainConfig, log=print) -> dict:
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        epoch += 1
-        if step < total:  # keep each finished epoch's weights to compare recipes afterwards
-            _save(model, tokenizer, Path(cfg.out) / f"epoch-{epoch}")
+            if time.time() - last_saved > cfg.checkpoint_minutes * 60:
+                save_checkpoint()
+                last_saved = time.time()
+        if step % steps_per_epoch == 0 and step < total:  # each finished epoch's weights, to compare recipes
+            _save(model, tokenizer, out / f"epoch-{step // steps_per_epoch}", cfg)
+            save_checkpoint()
     bar.close()
-    minutes = (time.time() - started) / 60
+    minutes = minutes_before + (time.time() - started) / 60
     model.eval()
     model.to("cpu")
 
-    out = Path(cfg.out)
-    _save(model, tokenizer, out)
-    record = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}}
-    record["config"]["data"] = [str(p) for p in cfg.data]
-    record.update(train_questions=len(train), train_windows=len(feats), steps=total, train_minutes=round(minutes, 1), device=device)
+    _save(model, tokenizer, out, cfg)
+    record = {"config": _config_record(cfg), "data_sources": data_sources(cfg.data)}
+    record.update(train_questions=len(train), train_windows=len(feats), steps=total, train_minutes=round(minutes, 1),
+                  device=device, train_datasets=dict(sorted(_count_by(train).items())))
     record["heldout"] = evaluate_heldout(out, heldout)
     (out / "training.json").write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
+    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # the run is finished: its weights are saved
     log(json.dumps(record["heldout"], indent=2))
     return record
 
 
-def _save(model, tokenizer, out: Path) -> None:
-    """fp16 safetensors that AutoModelForQuestionAnswering loads as is."""
+def _count_by(examples: list[QAExample]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for e in examples:
+        counts[e.dataset] = counts.get(e.dataset, 0) + 1
+    return counts
+
+
+def _config_record(cfg: TrainConfig) -> dict:
+    record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    record["data"] = [str(p) for p in cfg.data]
+    return record
+
+
+def _config_from_record(record: dict) -> TrainConfig:
+    fields = dict(record)
+    fields["data"] = [Path(p) for p in fields["data"]]
+    fields["out"] = Path(fields["out"])
+    for key in ("datasets", "exclude"):
+        if fields.get(key) is not None:
+            fields[key] = tuple(fields[key])
+    return TrainConfig(**fields)
+
+
+def _save_checkpoint(out: Path, cfg: TrainConfig, model, optim, sched, step: int, minutes: float) -> None:
+    """Written beside and renamed into place, so a run killed while saving keeps the previous one."""
+    import torch
+
+    folder = out / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "state.pt.tmp"
+    torch.save({"config": _config_record(cfg), "model": model.state_dict(), "optimizer": optim.state_dict(),
+                "scheduler": sched.state_dict(), "step": step, "train_minutes": minutes,
+                "torch_rng": torch.get_rng_state()}, tmp)
+    tmp.replace(folder / "state.pt")
+
+
+def _load_checkpoint(out: Path) -> dict | None:
+    import torch
+
+    path = out / CHECKPOINT_DIR / "state.pt"
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _save(model, tokenizer, out: Path, cfg: TrainConfig) -> None:
+    """fp16 safetensors that AutoModelForQuestionAnswering loads as is, and the window size it was
+    trained with in ``reader_config.json`` (so the reader reads with the same windows)."""
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
@@ -315,6 +468,16 @@ def _save(model, tokenizer, out: Path) -> None:
     tokenizer.save_pretrained(out)
     for stale in ONNX_FILES.values():  # exports of earlier weights: `chatbot export-reader` writes new ones
         (out / stale).unlink(missing_ok=True)
+    _update_reader_config(out, max_length=cfg.max_length, stride=cfg.stride)
+
+
+def _update_reader_config(model_dir: Path, **values) -> None:
+    from .reader import READER_CONFIG
+
+    config_file = Path(model_dir) / READER_CONFIG
+    stored = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    stored.update(values)
+    config_file.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
 
 
 def _score_groups(items) -> dict:
@@ -340,7 +503,7 @@ def evaluate_heldout(model_dir: Path, heldout: list[QAExample]) -> dict:
     from .reader import Reader
 
     reader = Reader(model_dir, runtime="torch")  # the checkpoint itself, not an export of older weights
-    return _score_groups((ex.dataset, _best_text(reader, ex.question, ex.context), [ex.answer_text]) for ex in heldout)
+    return _score_groups((ex.dataset, _best_text(reader, ex.question, ex.context), ex.golds) for ex in heldout)
 
 
 def corpus_paragraph_cases(questions: Path, corpus_dir: Path) -> list[tuple[str, str, str, list[str]]]:
@@ -418,7 +581,7 @@ def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir
         sentence_reader = SentenceReader(UseEmbedder())
         report["sentence_reader"] = {
             "heldout_xquad": _score_groups(
-                (ex.dataset, _best_text(sentence_reader, ex.question, ex.context), [ex.answer_text])
+                (ex.dataset, _best_text(sentence_reader, ex.question, ex.context), ex.golds)
                 for ex in heldout + crossed if ex.dataset in ("xquad.ru", "xquad.en->ru")),
             "corpus_paragraphs": _score_groups((g, _best_text(sentence_reader, q, p), answers)
                                                for g, q, p, answers in cases if g.endswith("ru")),
@@ -426,8 +589,5 @@ def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir
     # A reader of several languages also meets questions in another language than the passage's.
     report["no_answer"] = choose_no_answer_threshold(reader, heldout + crossed if reader.reads("ru") else heldout)
     if write_threshold:
-        config_file = Path(model_dir) / READER_CONFIG
-        stored = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-        stored["no_answer_threshold"] = report["no_answer"]["threshold"]
-        config_file.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+        _update_reader_config(model_dir, no_answer_threshold=report["no_answer"]["threshold"])
     return report
