@@ -47,16 +47,20 @@ def _evaluate_reader(args) -> int:
     from .config import SHIPPED_READER_DIR
     from .training import TrainConfig, reader_report
 
+    model_dir = Path(args.model or SHIPPED_READER_DIR)
     report = reader_report(
-        Path(args.model or SHIPPED_READER_DIR),
+        model_dir,
         [Path(p) for p in args.data] if args.data else TrainConfig().data,
         Path(args.questions),
         Path(args.corpus),
         write_threshold=not args.keep_threshold,
     )
     _print_json(report)
+    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    if not args.keep_threshold:
+        (model_dir / "evaluation.json").write_text(text, encoding="utf-8")
     if args.report:
-        Path(args.report).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        Path(args.report).write_text(text, encoding="utf-8")
     return 0
 
 
@@ -276,14 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "evaluate-reader",
-        help="held-out XQuAD EM/F1, corpus-paragraph F1 and no-answer threshold of a reader (developer step)",
+        help="EM/F1 of a reader given the gold paragraph (held-out XQuAD en, ru, en->ru, ru->en, TyDi en dev, held-out "
+             "TyDi ru, the eval set's corpus paragraphs) and its no-answer threshold, written beside the weights "
+             "(evaluation.json, reader_config.json; developer step)",
     )
     p.add_argument("model", nargs="?", help="reader model directory (default: the shipped model)")
     p.add_argument("--data", nargs="+", metavar="FILE_OR_DIR", help="SQuAD-format JSON (default: ../shared/qa-data/)")
     p.add_argument("--questions", default="evals/questions.jsonl", metavar="FILE")
     p.add_argument("--corpus", default="corpus", metavar="DIR")
     p.add_argument("--report", metavar="OUT.json", help="also write the figures here")
-    p.add_argument("--keep-threshold", action="store_true", help="do not write the chosen threshold beside the weights")
+    p.add_argument("--keep-threshold", action="store_true",
+                   help="write nothing beside the weights (neither the threshold nor evaluation.json)")
     p.set_defaults(func=_evaluate_reader)
 
     p = sub.add_parser("export-reader", help="export a reader to ONNX (model.onnx beside its weights) for "

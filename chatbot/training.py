@@ -546,6 +546,8 @@ def choose_no_answer_threshold(reader, heldout: list[QAExample]) -> dict:
     pos, neg = [], []
     for ex in heldout:
         others = [o for o in heldout if o.dataset == ex.dataset and o.title != ex.title]
+        if not others:  # no paragraph of another article to pair it with
+            continue
         wrong = rng.choice(others).context
         for target, context in ((pos, ex.context), (neg, wrong)):
             spans = reader.read(ex.question, [context], top_k=1)
@@ -564,17 +566,18 @@ def choose_no_answer_threshold(reader, heldout: list[QAExample]) -> dict:
 
 
 def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir: Path, write_threshold: bool = True) -> dict:
-    """Held-out XQuAD EM/F1, corpus-paragraph F1 and the no-answer threshold of one checkpoint,
-    plus the same figures of the sentence reader on the languages the checkpoint leaves to it."""
+    """EM/F1 of one checkpoint given the gold paragraph on every held-out part (XQuAD en, ru and
+    across them, TyDi en dev, the held-out TyDi ru articles) and the eval set's corpus paragraphs,
+    its no-answer threshold, and the sentence reader's figures on the languages it leaves to it."""
     from .embedding import UseEmbedder
-    from .reader import READER_CONFIG, Reader
+    from .reader import Reader
     from .sentence_reader import SentenceReader
 
     examples = [e for f in find_data_files(data) for e in load_squad(f)]
     _, heldout = split_heldout(examples)
     crossed = cross_lingual_examples(heldout)
     reader = Reader(model_dir, runtime="torch")  # the checkpoint itself, not an export of older weights
-    report = {"heldout_xquad": evaluate_heldout(model_dir, heldout + crossed)}
+    report = {"heldout": evaluate_heldout(model_dir, heldout + crossed)}
     cases = corpus_paragraph_cases(questions, corpus_dir)
     report["corpus_paragraphs"] = _score_groups((g, _best_text(reader, q, p), answers) for g, q, p, answers in cases)
     if not reader.reads("ru"):  # Russian passages go to the sentence reader: measure it on them too

@@ -149,3 +149,20 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_weights_of_an_uninterrup
         torch.testing.assert_close(a[key].float(), b[key].float(), atol=2e-3, rtol=0)
     reader_config = json.loads((tmp_path / "resumed" / "reader_config.json").read_text())
     assert reader_config["max_length"] == 64 and reader_config["stride"] == 16
+
+
+def test_evaluate_reader_reports_every_held_out_part_and_writes_beside_the_weights(qa_data, tiny_reader_dir, tmp_path):
+    import shutil
+
+    from chatbot.cli import main
+
+    model = Path(shutil.copytree(tiny_reader_dir, tmp_path / "reader"))
+    root = Path(__file__).resolve().parents[1]
+    assert main(["evaluate-reader", str(model), "--data", str(qa_data), "--questions",
+                 str(root / "evals" / "questions.jsonl"), "--corpus", str(root / "corpus")]) == 0
+    report = json.loads((model / "evaluation.json").read_text(encoding="utf-8"))
+    assert {"xquad.en", "xquad.ru", "xquad.en->ru", "xquad.ru->en", "tydi.en.dev", "tydi.ru"} <= set(report["heldout"])
+    assert {"en", "ru", "en->ru"} <= set(report["corpus_paragraphs"])
+    assert report["corpus_paragraphs"]["en"]["n"] > 50
+    threshold = json.loads((model / "reader_config.json").read_text(encoding="utf-8"))["no_answer_threshold"]
+    assert threshold == report["no_answer"]["threshold"]
