@@ -54,6 +54,7 @@ def _evaluate_reader(args) -> int:
         Path(args.questions),
         Path(args.corpus),
         write_threshold=not args.keep_threshold,
+        precision=args.onnx,
     )
     _print_json(report)
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
@@ -291,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="OUT.json", help="also write the figures here")
     p.add_argument("--keep-threshold", action="store_true",
                    help="write nothing beside the weights (neither the threshold nor evaluation.json)")
+    p.add_argument("--onnx", choices=("fp32", "int8"), metavar="PRECISION",
+                   help="measure the ONNX export of this precision (fp32 or int8) instead of the checkpoint on torch")
     p.set_defaults(func=_evaluate_reader)
 
     p = sub.add_parser("export-reader", help="export a reader to ONNX (model.onnx beside its weights) for "

@@ -498,11 +498,12 @@ def _best_text(reader, question: str, context: str) -> str:
     return spans[0].text if spans else ""
 
 
-def evaluate_heldout(model_dir: Path, heldout: list[QAExample]) -> dict:
-    """EM/F1 (SQuAD normalisation) per held-out dataset, reading the gold paragraph."""
+def evaluate_heldout(model_dir: Path | None, heldout: list[QAExample], reader=None) -> dict:
+    """EM/F1 (SQuAD normalisation) per held-out dataset, reading the gold paragraph (by ``reader``,
+    else the checkpoint in ``model_dir``)."""
     from .reader import Reader
 
-    reader = Reader(model_dir, runtime="torch")  # the checkpoint itself, not an export of older weights
+    reader = reader or Reader(model_dir, runtime="torch")  # the checkpoint itself, not an export of older weights
     return _score_groups((ex.dataset, _best_text(reader, ex.question, ex.context), ex.golds) for ex in heldout)
 
 
@@ -565,7 +566,8 @@ def choose_no_answer_threshold(reader, heldout: list[QAExample]) -> dict:
     }
 
 
-def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir: Path, write_threshold: bool = True) -> dict:
+def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir: Path, write_threshold: bool = True,
+                  precision: str | None = None) -> dict:
     """EM/F1 of one checkpoint given the gold paragraph on every held-out part (XQuAD en, ru and
     across them, TyDi en dev, the held-out TyDi ru articles) and the eval set's corpus paragraphs,
     its no-answer threshold, and the sentence reader's figures on the languages it leaves to it."""
@@ -576,8 +578,10 @@ def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir
     examples = [e for f in find_data_files(data) for e in load_squad(f)]
     _, heldout = split_heldout(examples)
     crossed = cross_lingual_examples(heldout)
-    reader = Reader(model_dir, runtime="torch")  # the checkpoint itself, not an export of older weights
-    report = {"heldout": evaluate_heldout(model_dir, heldout + crossed)}
+    # The checkpoint itself on torch (not an export of older weights), or its ONNX export of ``precision``.
+    reader = Reader(model_dir, runtime="onnx", precision=precision) if precision else Reader(model_dir, runtime="torch")
+    report = {"runtime": f"onnx {precision}" if precision else "torch",
+              "heldout": evaluate_heldout(model_dir, heldout + crossed, reader)}
     cases = corpus_paragraph_cases(questions, corpus_dir)
     report["corpus_paragraphs"] = _score_groups((g, _best_text(reader, q, p), answers) for g, q, p, answers in cases)
     if not reader.reads("ru"):  # Russian passages go to the sentence reader: measure it on them too
