@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from .chunking import chunk_corpus
 from .config import Settings
-from .conversation import resolve_followup
+from .conversation import clarification, resolve_followup
 from .corpus import detect_language, file_sha256, load_corpus
 from .embedding import Embedder, OnnxQueryEmbedder, TextEmbedder, make_embedder
 from .errors import IndexBuildError, IndexLoadError, ModelLoadError
@@ -235,6 +235,10 @@ class Chatbot(Retriever):
         question = clean_question(question, self.settings.max_question_chars)
         check_k(k)
         searched_for = resolve_followup(question, history or [], answers)
+        unclear = clarification(question, history or [], answers)
+        if unclear:  # "it" with nothing to refer to: ask back instead of guessing
+            return Answer(question=question, searched_for=question, text=None, score=0.0, clarification=unclear,
+                          latency_ms=round((time.perf_counter() - started) * 1000, 1))
         passages = self.retriever.retrieve(searched_for, k)
         language = detect_language(searched_for)
         ranks = best_ranks(passages, language)
