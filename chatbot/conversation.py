@@ -65,8 +65,10 @@ _AMOUNT = re.compile(
     r"тысяч\w*|миллион\w*|миллиард\w*|триллион\w*)\b",
     re.IGNORECASE,
 )
-# A question with at most this many content words and no named entity lacks a subject.
+# A question with at most this many content words and no named entity lacks a subject, when it is a
+# fragment ("At what valuation?": no verb) or says "the" ("Who is the CEO?"); "What is inflation?" is whole.
 SHORT_QUESTION_WORDS = 2
+_VERBS = frozenset("is are was were be been do does did has have had can could will would should may might".split())
 # At most this many context terms are added, so the user's own words still dominate retrieval.
 MAX_CONTEXT_TERMS = 8
 
@@ -144,7 +146,9 @@ def referring_word(question: str) -> str | None:
         if k in _DEMONSTRATIVES and (i <= 1 or keys[i - 1] in _BEFORE_DEMONSTRATIVE):
             return word
     terms = subject_terms(question)
-    return "" if not any(_is_entity(t) for t in terms) and len(terms) <= SHORT_QUESTION_WORDS else None
+    if any(_is_entity(t) for t in terms) or len(terms) > SHORT_QUESTION_WORDS:
+        return None
+    return "" if "the" in keys or not _VERBS & set(keys) else None
 
 
 def is_followup(question: str) -> bool:

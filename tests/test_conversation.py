@@ -13,14 +13,14 @@ def test_pronoun_followup_gets_the_earlier_subject():
 
 def test_ellipsis_followup_gets_the_earlier_subject():
     history = ["How much funding did Musk aim to secure for xAI in April?"]
-    for question in ("At what valuation?", "And when?", "What about Oracle?", "What else?"):
+    for question in ("At what valuation?", "And when?", "What about Oracle?", "What else?", "Who is the founder?"):
         assert is_followup(question), question
         assert "xAI" in resolve_followup(question, history)
 
 
 def test_topic_change_is_not_polluted():
     history = ["What is xAI's data center in Memphis called?"]
-    for question in ("Who is the CEO of OpenAI?", "What is the capital of France?",
+    for question in ("Who is the CEO of OpenAI?", "What is the capital of France?", "What is inflation?",
                      "Which OpenAI product maintains its dominant market position?"):
         assert resolve_followup(question, history) == question
 
