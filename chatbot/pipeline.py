@@ -55,7 +55,8 @@ def corpus_files(corpus_dir: Path) -> dict[str, str]:
     (``metadata.json`` included) and those it skips, so that dropping in any file rebuilds the index
     and reports it."""
     if not corpus_dir.is_dir():
-        raise IndexBuildError(f"Corpus directory {corpus_dir} does not exist: create it or pass --corpus DIR.")
+        raise IndexBuildError(f"Corpus directory {corpus_dir} does not exist: create it, or point corpus_dir= "
+                              "(the command line's --corpus DIR, or CHATBOT_CORPUS) at your documents.")
     return {
         p.name: file_sha256(p)
         for p in sorted(corpus_dir.iterdir(), key=lambda p: p.name)

@@ -34,11 +34,15 @@ def test_search_json_and_readable_output(argv_tail, capsys):
 def test_index_then_chat(argv_tail, capsys, monkeypatch):
     assert main(["index", *argv_tail[:4]]) == 0
     assert "49 passages from 5 files" in capsys.readouterr().out
-    monkeypatch.setattr("sys.stdin", io.StringIO("What is xAI's data center in Memphis called?\nHow many GPUs does it house?\n\nignored\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is xAI's data center in Memphis called?\n\n"
+                                                 "How many GPUs does it house?\n/new\nHow many GPUs does it house?\n"
+                                                 "exit\nignored\n"))
     assert main(["chat", *argv_tail]) == 0
     out = capsys.readouterr().out
     assert out.count("Sources:") + out.count("Closest passages:") == 2
     assert "Searched for: How many GPUs does it house? (" in out and "ignored" not in out
+    assert "What does “it” refer to?" in out  # after /new, nothing to refer back to
+    assert "**" not in out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -55,3 +59,43 @@ def test_errors_are_one_line_without_traceback(argv_tail, capsys, args, message)
 def test_missing_corpus_is_reported(tmp_path, capsys):
     assert main(["index", "--corpus", str(tmp_path / "nope"), "--index", str(tmp_path / "index")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+class FakeChatBot:
+    def __init__(self):
+        self.asked = []
+
+    def ask(self, question, history=None, k=5, answers=None):
+        from chatbot.types import Answer, Citation
+
+        self.asked.append((question, list(history or [])))
+        text = "The **Colossus** supercomputer is in Memphis."
+        citation = Citation("a.md", "T", 0, len(text), text, answer_start=text.index("Memphis"), answer_end=len(text) - 1)
+        return Answer(question, question, "Memphis", 0.9, [citation])
+
+
+@pytest.mark.parametrize("ending", ["exit\nWho?\n", "quit\n", "", "  QUIT  \nWho?\n"])
+def test_chat_ignores_blank_lines_starts_over_on_new_and_ends_on_exit_quit_or_eof(monkeypatch, capsys, ending):
+    bot = FakeChatBot()
+    monkeypatch.setattr("chatbot.cli._load_chatbot", lambda args: bot)
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"Where is Colossus?\n\n   \nWho built Colossus?\n/new\n"
+                                                 f"Who runs Colossus?\n{ending}"))
+    assert main(["chat"]) == 0
+    assert bot.asked == [("Where is Colossus?", []), ("Who built Colossus?", ["Where is Colossus?"]),
+                         ("Who runs Colossus?", [])]
+    out = capsys.readouterr().out
+    assert "New conversation" in out
+    # the answer is marked with brackets Markdown does not use; the document's own ** stays as it is
+    assert "The **Colossus** supercomputer is in ⟦Memphis⟧." in out
+
+
+def test_library_log_lines_only_with_verbose(capsys):
+    import logging
+
+    from chatbot.cli import configure_logging
+
+    configure_logging(verbose=False)
+    assert logging.getLogger("faiss.loader").getEffectiveLevel() == logging.ERROR
+    configure_logging(verbose=True)
+    assert logging.getLogger("faiss.loader").getEffectiveLevel() <= logging.INFO
+    configure_logging(verbose=False)
