@@ -234,6 +234,24 @@ def _chat(args) -> int:
         print()
 
 
+def _feedback_export(args) -> int:
+    from .feedback import read, review_rows
+
+    source = Path(args.file)
+    if not source.is_file():
+        raise ChatbotError(f"No feedback file at {source}: ratings from the web chat are written there "
+                           "(CHATBOT_FEEDBACK, or --file).")
+    rows = review_rows(read(source))
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"{len(rows)} thumbs-down rows to review written to {args.out}: fill in answers, source, evidence "
+              "and answerable, drop review, then add them to evals/questions.jsonl", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _serve(args) -> int:
     from .web import serve
 
@@ -361,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "exit, quit or Ctrl-D ends it")
     _add_corpus_args(p, settings)
     p.set_defaults(func=_chat)
+
+    p = sub.add_parser("feedback", help="ratings given in the web chat")
+    feedback = p.add_subparsers(dest="action", required=True)
+    p = feedback.add_parser("export", help="the thumbs-down as eval-set rows (evals/questions.jsonl schema) to review")
+    p.add_argument("--file", default=str(settings.feedback_file), help="feedback file (default: %(default)s)")
+    p.add_argument("--out", metavar="OUT.jsonl", help="write the rows here instead of standard output")
+    p.set_defaults(func=_feedback_export)
 
     p = sub.add_parser("serve", help="web chat in the browser (Gradio)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")

@@ -99,3 +99,30 @@ def test_library_log_lines_only_with_verbose(capsys):
     configure_logging(verbose=True)
     assert logging.getLogger("faiss.loader").getEffectiveLevel() <= logging.INFO
     configure_logging(verbose=False)
+
+
+def test_feedback_export_turns_thumbs_down_into_eval_rows_to_review(tmp_path, capsys):
+    from chatbot.evaluation import validate_rows
+    from chatbot.feedback import feedback_row, record
+
+    path = tmp_path / "feedback.jsonl"
+    answer = {"question": "Who owns it?", "searched_for": "Who owns it? (Grok)", "answer": "Musk", "score": 0.4,
+              "citations": [{"source": "a.txt", "title": "T", "start": 0, "end": 9, "text": "Musk owns",
+                             "answer_start": 0, "answer_end": 4}]}
+    record(path, feedback_row({"question": "Who owns it?", "answer": answer}, ["What is Grok?"], "down"))
+    record(path, feedback_row({"question": "Who owns it?", "answer": answer}, ["What is Grok?"], "down", "It is xAI"))
+    record(path, feedback_row({"question": "Кто такой Маск?", "answer": None}, [], "down"))
+    record(path, feedback_row({"question": "What is Grok?", "answer": answer}, [], "up"))
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("{not json\n")
+    assert main(["feedback", "export", "--file", str(path), "--out", str(tmp_path / "review.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "review.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["question"], r["lang"]) for r in rows] == [("fb-001", "Who owns it?", "en"),
+                                                                   ("fb-002", "Кто такой Маск?", "ru")]
+    first = rows[0]
+    assert first["history"] == ["What is Grok?"] and first["source"] == "a.txt" and first["answers"] == []
+    assert first["review"]["bot_answer"] == "Musk" and first["review"]["comment"] == "It is xAI"
+    # Not an eval row until a person says whether and how it is answerable.
+    assert any("answerable" in p for p in validate_rows(rows, tmp_path))
+    assert main(["feedback", "export", "--file", str(tmp_path / "none.jsonl")]) == 2
+    assert "No feedback file" in capsys.readouterr().err
