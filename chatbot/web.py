@@ -47,6 +47,7 @@ INTERNAL_ERROR = "Sorry, something went wrong while answering. Please try again.
 # keeps the light text of dark mode on a bright background). Citations read as quotes.
 CSS = """
 #chat mark { background-color: #fde047; color: #111827; padding: 0 2px; border-radius: 2px; }
+#chat [data-testid="bot"] { scroll-margin-top: 8px; }
 #chat blockquote.citation { border-left: 3px solid #a3a3a3; padding-left: 0.6em; margin: 0.5em 0; }
 """
 # Characters typed, under the box, once the question is long (the box stops at the limit).
@@ -375,7 +376,7 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
             comment = gr.Textbox(placeholder="Thanks! Anything to add? (optional)", show_label=False, scale=8,
                                  elem_id="comment", max_length=2000)
             send_comment = gr.Button("Send", scale=1, min_width=80, elem_id="send-comment")
-        examples = gr.Examples(EXAMPLES, inputs=question, label="Examples")
+        examples = gr.Examples(EXAMPLES, inputs=question, label="Examples", elem_id="examples")
         with gr.Row():
             export = gr.Button("Export conversation (Markdown, JSON)", size="sm", elem_id="export")
         files = gr.File(label="Conversation", file_count="multiple", visible=False, elem_id="export-files")
@@ -384,7 +385,7 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
         timer.tick(status, outputs=[status_line, timer], queue=False, show_progress="hidden",
                    api_visibility="private")
         app.load(handlers.restore, inputs=turns, outputs=chat, queue=False, api_visibility="private")
-        question.input(None, inputs=question, outputs=hint, js=_COUNTER_JS.replace("MAX", str(settings.max_question_chars)),
+        question.change(None, inputs=question, outputs=hint, js=_COUNTER_JS.replace("MAX", str(settings.max_question_chars)),
                        api_visibility="private")
         asked = dict(inputs=[question, turns], outputs=[chat, question, turns, hint], api_visibility="private")
         for event in (question.submit(handlers.respond, **asked), send.click(handlers.respond, **asked),
