@@ -403,8 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Libraries whose routine log lines look like errors to a user ("Could not load library with AVX512 support
 # due to: ModuleNotFoundError" from faiss's loader) or only repeat requests: shown with --verbose.
-NOISY_LOGGERS = ("faiss", "faiss.loader", "bm25s", "transformers", "sentence_transformers", "httpx", "httpcore", "urllib3",
-                 "huggingface_hub", "onnxruntime")
+NOISY_LOGGERS = ("faiss", "faiss.loader", "bm25s", "transformers", "sentence_transformers", "httpx", "httpcore",
+                 "urllib3", "huggingface_hub", "onnxruntime")
 
 
 def configure_logging(verbose: bool, level: int = logging.WARNING) -> None:

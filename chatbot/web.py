@@ -385,7 +385,8 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
         timer.tick(status, outputs=[status_line, timer], queue=False, show_progress="hidden",
                    api_visibility="private")
         app.load(handlers.restore, inputs=turns, outputs=chat, queue=False, api_visibility="private")
-        question.change(None, inputs=question, outputs=hint, js=_COUNTER_JS.replace("MAX", str(settings.max_question_chars)),
+        counter = _COUNTER_JS.replace("MAX", str(settings.max_question_chars))
+        question.change(None, inputs=question, outputs=hint, js=counter,
                        api_visibility="private")
         asked = dict(inputs=[question, turns], outputs=[chat, question, turns, hint], api_visibility="private")
         for event in (question.submit(handlers.respond, **asked), send.click(handlers.respond, **asked),

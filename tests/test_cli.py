@@ -11,7 +11,8 @@ from chatbot.cli import main
 def test_ask_json_shape(argv_tail, capsys):
     assert main(["ask", "Which platform is Grok integrated into?", "--json", "-k", "3", *argv_tail]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"question", "searched_for", "answer", "score", "citations", "latency_ms"}
+    assert set(out) == {"question", "searched_for", "answer", "score", "citations", "latency_ms", "clarification"}
+    assert out["clarification"] is None
     assert out["question"] == out["searched_for"] == "Which platform is Grok integrated into?"
     assert out["answer"] is None or isinstance(out["answer"], str)
     assert 0 <= out["score"] <= 1 and out["latency_ms"] > 0 and out["citations"]
