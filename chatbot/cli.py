@@ -403,17 +403,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Libraries whose routine log lines look like errors to a user ("Could not load library with AVX512 support
 # due to: ModuleNotFoundError" from faiss's loader) or only repeat requests: shown with --verbose.
-NOISY_LOGGERS = ("faiss", "faiss.loader", "bm25s", "transformers", "sentence_transformers", "httpx", "httpcore",
+NOISY_LOGGERS = ("faiss", "bm25s", "transformers", "sentence_transformers", "httpx", "httpcore",
                  "urllib3", "huggingface_hub", "onnxruntime")
+
+
+class _QuietLibraries(logging.Filter):
+    """Lets through the errors of :data:`NOISY_LOGGERS` only (some set their own level at import: bm25s, DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or record.name.split(".")[0] not in NOISY_LOGGERS
+
+
+_QUIET = _QuietLibraries()
 
 
 def configure_logging(verbose: bool, level: int = logging.WARNING) -> None:
     """Log lines at ``level`` and up on stderr (INFO and up with ``verbose``); the libraries in
     :data:`NOISY_LOGGERS` only say errors unless ``verbose``."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(logging.INFO if verbose else level)
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.ERROR)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO if verbose else level)
+    for handler in root.handlers:
+        handler.removeFilter(_QUIET) if verbose else handler.addFilter(_QUIET)
 
 
 def main(argv: list[str] | None = None) -> int:

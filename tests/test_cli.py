@@ -90,16 +90,34 @@ def test_chat_ignores_blank_lines_starts_over_on_new_and_ends_on_exit_quit_or_eo
     assert "The **Colossus** supercomputer is in ⟦Memphis⟧." in out
 
 
-def test_library_log_lines_only_with_verbose(capsys):
+def test_library_log_lines_only_with_verbose():
     import logging
 
     from chatbot.cli import configure_logging
 
-    configure_logging(verbose=False)
-    assert logging.getLogger("faiss.loader").getEffectiveLevel() == logging.ERROR
-    configure_logging(verbose=True)
-    assert logging.getLogger("faiss.loader").getEffectiveLevel() <= logging.INFO
-    configure_logging(verbose=False)
+    seen = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    root = logging.getLogger()
+    handler = Collect()
+    root.addHandler(handler)
+    try:
+        for verbose in (False, True):
+            configure_logging(verbose=verbose)
+            logging.getLogger("faiss.loader").info("Loading faiss with AVX512 support.")
+            logging.getLogger("bm25s").warning("Building index from tokens")
+            logging.getLogger("faiss.loader").error("faiss is broken")
+            logging.getLogger("chatbot.pipeline").warning("not indexed: a.txt (empty)")
+        assert seen == ["faiss is broken", "not indexed: a.txt (empty)",
+                        "Loading faiss with AVX512 support.", "Building index from tokens", "faiss is broken",
+                        "not indexed: a.txt (empty)"]
+    finally:
+        configure_logging(verbose=False)
+        root.removeHandler(handler)
+        root.setLevel(logging.WARNING)
 
 
 def test_feedback_export_turns_thumbs_down_into_eval_rows_to_review(tmp_path, capsys):
