@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -146,7 +147,16 @@ def _snippet(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+# The answer inside its cited passage: reverse video on a terminal, else brackets that Markdown does not use
+# (a document's own **bold** stays as it is).
+_MARKS = {True: ("\x1b[7m", "\x1b[27m"), False: ("⟦", "⟧")}
+_START, _END = "\ue000", "\ue001"  # private-use characters stand in for the marks while the passage is cut
+
+
 def _print_answer(answer) -> None:
+    if answer.clarification:
+        print(answer.clarification)
+        return
     if answer.text is None:
         print("Not found in the corpus.")
     else:
@@ -154,13 +164,17 @@ def _print_answer(answer) -> None:
     if answer.searched_for != answer.question:
         print(f"Searched for: {_snippet(answer.searched_for)}")
     print("Closest passages:" if answer.text is None else "Sources:")
+    opening, closing = _MARKS[sys.stdout.isatty()]
     for n, c in enumerate(answer.citations, 1):
         print(f"  [{n}] {_snippet(c.source)}, chars {c.start}-{c.end}: {_snippet(c.title)}")
         text = c.text
         if c.answer_start is not None:
             a, e = c.answer_start - c.start, c.answer_end - c.start
-            text = f"{text[:a]}**{text[a:e]}**{text[e:]}"
-        print(f"      {_snippet(text)}")
+            text = f"{text[:a]}{_START}{text[a:e]}{_END}{text[e:]}"
+        text = _snippet(text)
+        if _START in text and _END not in text:
+            text += _END
+        print(f"      {text.replace(_START, opening).replace(_END, closing)}")
 
 
 def _ask(args) -> int:
@@ -195,6 +209,9 @@ def _index(args) -> int:
     return 0
 
 
+CHAT_EXIT = {"exit", "quit", "/exit", "/quit", "/bye"}
+
+
 def _chat(args) -> int:
     from .conversation import Conversation
 
@@ -202,18 +219,46 @@ def _chat(args) -> int:
     conversation = Conversation()
     interactive = sys.stdin.isatty()
     if interactive:
-        print("Ask a question about the corpus; an empty line ends the chat.")
+        print("Ask a question about the corpus. /new starts a new conversation; exit, quit or Ctrl-D ends the chat.")
     while True:
-        if interactive:
-            print("> ", end="", flush=True)
-        line = sys.stdin.readline()
-        if not line.strip():
-            return 0
         try:
-            _print_answer(conversation.ask(bot, _checked(line.strip()), k=args.k))
+            line = input("> " if interactive else "")
+        except EOFError:  # Ctrl-D, or the end of piped input
+            if interactive:
+                print()
+            return 0
+        question = line.strip()
+        if not question:
+            continue
+        if question.lower() in CHAT_EXIT:
+            return 0
+        if question.lower() == "/new":
+            conversation.reset()
+            print("New conversation: earlier questions are forgotten.\n")
+            continue
+        try:
+            _print_answer(conversation.ask(bot, _checked(question), k=args.k))
         except ValueError as exc:
             print(f"error: {_one_line(exc)}", file=sys.stderr)
         print()
+
+
+def _feedback_export(args) -> int:
+    from .feedback import read, review_rows
+
+    source = Path(args.file)
+    if not source.is_file():
+        raise ChatbotError(f"No feedback file at {source}: ratings from the web chat are written there "
+                           "(CHATBOT_FEEDBACK, or --file).")
+    rows = review_rows(read(source))
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"{len(rows)} thumbs-down rows to review written to {args.out}: fill in answers, source, evidence "
+              "and answerable, drop review, then add them to evals/questions.jsonl", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _serve(args) -> int:
@@ -242,6 +287,8 @@ def _add_corpus_args(p: argparse.ArgumentParser, settings, *, reader: bool = Tru
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatbot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"chatbot {__version__}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show the libraries' log lines (faiss, transformers, HTTP requests)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     from .training import DEFAULT_BASE, TrainConfig
@@ -349,9 +396,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_corpus_args(p, settings, reader=False, k=False)
     p.set_defaults(func=_index)
 
-    p = sub.add_parser("chat", help="interactive chat in the terminal; an empty line or EOF ends it")
+    p = sub.add_parser("chat", help="interactive chat in the terminal; /new starts a new conversation, "
+                       "exit, quit or Ctrl-D ends it")
     _add_corpus_args(p, settings)
     p.set_defaults(func=_chat)
+
+    p = sub.add_parser("feedback", help="ratings given in the web chat")
+    feedback = p.add_subparsers(dest="action", required=True)
+    p = feedback.add_parser("export", help="the thumbs-down as eval-set rows (evals/questions.jsonl schema) to review")
+    p.add_argument("--file", default=str(settings.feedback_file), help="feedback file (default: %(default)s)")
+    p.add_argument("--out", metavar="OUT.jsonl", help="write the rows here instead of standard output")
+    p.set_defaults(func=_feedback_export)
 
     p = sub.add_parser("serve", help="web chat in the browser (Gradio)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -367,10 +422,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Libraries whose routine log lines look like errors to a user ("Could not load library with AVX512 support
+# due to: ModuleNotFoundError" from faiss's loader) or only repeat requests: shown with --verbose.
+NOISY_LOGGERS = ("faiss", "bm25s", "transformers", "sentence_transformers", "httpx", "httpcore",
+                 "urllib3", "huggingface_hub", "onnxruntime")
+
+
+class _QuietLibraries(logging.Filter):
+    """Lets through the errors of :data:`NOISY_LOGGERS` only (some set their own level at import: bm25s, DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or record.name.split(".")[0] not in NOISY_LOGGERS
+
+
+_QUIET = _QuietLibraries()
+
+
+def configure_logging(verbose: bool, level: int = logging.WARNING) -> None:
+    """Log lines at ``level`` and up on stderr (INFO and up with ``verbose``); the libraries in
+    :data:`NOISY_LOGGERS` only say errors unless ``verbose``."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO if verbose else level)
+    for handler in root.handlers:
+        handler.removeFilter(_QUIET) if verbose else handler.addFilter(_QUIET)
+
+
 def main(argv: list[str] | None = None) -> int:
-    # transformers draws a "Loading weights" bar per model on stderr; the CLI's own bars stay.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     args = build_parser().parse_args(argv)
+    # transformers draws a "Loading weights" bar per model on stderr; the CLI's own bars stay.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "0" if args.verbose else "1")
+    configure_logging(args.verbose, logging.INFO if args.command in ("serve", "serve-api") else logging.WARNING)
     try:
         return args.func(args)
     except (ChatbotError, ValueError, OSError) as exc:

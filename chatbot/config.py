@@ -99,6 +99,10 @@ class Settings:
     # Web chat (Gradio) questions that may wait before new ones are refused with "queue full";
     # 50 concurrent sessions fit.
     web_queue_size: int = 64
+    # Web chat: the turns kept in the browser (localStorage, so reloads keep the chat; "New chat" clears it).
+    web_history_turns: int = 50
+    # Thumbs up/down (and comments) on answers are appended here, one JSON line each (chatbot.feedback).
+    feedback_file: Path = Path("feedback.jsonl")
     # FAISS's OpenMP threads busy-wait after each search and take the cores from torch: one query
     # against a few thousand vectors needs no second thread (docs/benchmark.md).
     faiss_threads: int = 1
@@ -148,6 +152,7 @@ class Settings:
         return cls().with_(
             corpus_dir=Path(env["CHATBOT_CORPUS"]) if "CHATBOT_CORPUS" in env else None,
             index_dir=Path(env["CHATBOT_INDEX"]) if "CHATBOT_INDEX" in env else None,
+            feedback_file=Path(env["CHATBOT_FEEDBACK"]) if "CHATBOT_FEEDBACK" in env else None,
             embedder=env.get("CHATBOT_EMBEDDER"),
             multilingual_embedder=env.get("CHATBOT_MULTILINGUAL_EMBEDDER"),
             reader=env.get("CHATBOT_READER"),

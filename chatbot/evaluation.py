@@ -309,6 +309,20 @@ def compare_standalone(pairs: list[tuple[dict, dict, dict]]) -> dict:
     }
 
 
+def standalone_context(rows: list[dict], rewrite) -> dict:
+    """Questions that stand on their own, asked after an earlier turn, whose query got context anyway.
+
+    Checked: each ``standalone`` form after its row's ``history``, and each single-turn question after
+    the set's previous single-turn question (a change of topic). ``rewrite(question, history)`` is the
+    query searched for (``Chatbot.rewrite``).
+    """
+    cases = [(row["id"], row["standalone"], row["history"]) for row in rows if row.get("history") and row.get("standalone")]
+    singles = [row for row in rows if not row.get("history")]
+    cases += [(row["id"], row["question"], [before["question"]]) for before, row in zip(singles, singles[1:])]
+    polluted = [{"id": i, "question": q, "searched_for": rewrite(q, h)} for i, q, h in cases if rewrite(q, h) != q]
+    return {"n": len(cases), "with_context": len(polluted), "rows": polluted}
+
+
 def check_thresholds(report: dict, thresholds: dict, where: str = "") -> list[str]:
     """Failures of ``report`` against ``thresholds`` (same nesting, minimum values); empty: passed.
 
@@ -345,6 +359,8 @@ def format_table(report: dict) -> str:
     if fvs := report.get("followup_vs_standalone"):
         lines.append(f"follow-ups vs standalone forms (n={fvs['n']}): F1 "
                      f"{_dash(fvs['followup_f1'])} vs {_dash(fvs['standalone_f1'])}")
+    if sc := report.get("standalone_with_context"):
+        lines.append(f"standalone questions after another turn searched with its context: {sc['with_context']} of {sc['n']}")
     return "\n".join(lines)
 
 
@@ -390,6 +406,7 @@ def run(chatbot, rows: list[dict], *, retriever_only: bool = False, predictions=
         retrieved = [p.text for p in chatbot.search(searched_for, k=5)] if row["answerable"] else None
         scored.append({**score_row(row, pred, retrieved), "direction": answer_direction(row, languages)})
     report = build_report(scored)
+    report["standalone_with_context"] = standalone_context(rows, chatbot.rewrite)
     if not retriever_only:
         report["followup_vs_standalone"] = compare_standalone(pairs)
     return report

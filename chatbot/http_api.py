@@ -77,6 +77,8 @@ class AskResponse(BaseModel):
     score: float = Field(description="Confidence in [0, 1].")
     citations: list[CitationOut]
     latency_ms: float
+    clarification: str | None = Field(description="A question back instead of an answer (a follow-up such as "
+                                                   "\"Who founded it?\" with no earlier question); null otherwise.")
 
 
 class Health(BaseModel):

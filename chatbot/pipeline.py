@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from .chunking import chunk_corpus
 from .config import Settings
-from .conversation import resolve_followup
+from .conversation import clarification, resolve_followup
 from .corpus import detect_language, file_sha256, load_corpus
 from .embedding import Embedder, OnnxQueryEmbedder, TextEmbedder, make_embedder
 from .errors import IndexBuildError, IndexLoadError, ModelLoadError
@@ -55,7 +55,8 @@ def corpus_files(corpus_dir: Path) -> dict[str, str]:
     (``metadata.json`` included) and those it skips, so that dropping in any file rebuilds the index
     and reports it."""
     if not corpus_dir.is_dir():
-        raise IndexBuildError(f"Corpus directory {corpus_dir} does not exist: create it or pass --corpus DIR.")
+        raise IndexBuildError(f"Corpus directory {corpus_dir} does not exist: create it, or point corpus_dir= "
+                              "(the command line's --corpus DIR, or CHATBOT_CORPUS) at your documents.")
     return {
         p.name: file_sha256(p)
         for p in sorted(corpus_dir.iterdir(), key=lambda p: p.name)
@@ -235,6 +236,10 @@ class Chatbot(Retriever):
         question = clean_question(question, self.settings.max_question_chars)
         check_k(k)
         searched_for = resolve_followup(question, history or [], answers)
+        unclear = clarification(question, history or [], answers)
+        if unclear:  # "it" with nothing to refer to: ask back instead of guessing
+            return Answer(question=question, searched_for=question, text=None, score=0.0, clarification=unclear,
+                          latency_ms=round((time.perf_counter() - started) * 1000, 1))
         passages = self.retriever.retrieve(searched_for, k)
         language = detect_language(searched_for)
         ranks = best_ranks(passages, language)
@@ -253,13 +258,16 @@ class Chatbot(Retriever):
             best = _in_question_language(best, ranked, passages, language)
         if best is not None and not self._good_enough(best_score, best, passages):
             best = None
+        if best is not None:
+            best = balanced(best, passages[best.passage_index].text)
         return Answer(
             question=question,
             searched_for=searched_for,
             text=best.text if best else None,
             score=round(best_score, 4),
             citations=self._citations(passages, best),
-            alternatives=_distinct(ranked, answer=best)[: self.settings.alternatives],
+            alternatives=_distinct([balanced(s, passages[s.passage_index].text) for s in ranked],
+                                   answer=best)[: self.settings.alternatives],
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
@@ -400,6 +408,46 @@ def _in_question_language(best: Span, ranked: list[Span], passages: list[Retriev
     own = [s for s in ranked if passages[s.passage_index].lang == language]
     return next((s for s in own if s.text.strip().casefold() == same),
                 next((s for s in own if shared and shared <= _words(s.text.casefold())), best))
+
+
+_PAIRS = {"(": ")", "[": "]", "«": "»", "“": "”", "„": "“"}
+_OPENERS = {close: open_ for open_, close in _PAIRS.items() if close not in _PAIRS}
+# How far past a span its closing bracket may be for the span to be extended to it.
+BALANCE_REACH = 40
+
+
+def balanced(span: Span, text: str) -> Span:
+    """``span`` (of the passage ``text``) with its brackets and quotes paired: one it opens is closed by
+    extending the span to it when it follows within :data:`BALANCE_REACH` characters ("платформу X
+    (бывший Twitter" -> "... Twitter)"), else the span ends before it; a stray closing one at an end is
+    dropped. Spans that are balanced, or that this would empty, come back as they are."""
+    start, end = span.start, span.end
+    stack: list[int] = []
+    stray: int | None = None
+    for i, ch in enumerate(text[start:end], start):
+        if ch in _PAIRS and not (ch == "“" and stack and text[stack[-1]] == "„"):
+            stack.append(i)
+        elif ch in _OPENERS or ch == "“":
+            if stack and _PAIRS[text[stack[-1]]] == ch:
+                stack.pop()
+            elif stray is None:
+                stray = i
+    if stack:
+        opener = stack[0]
+        close = text.find(_PAIRS[text[opener]], end, end + BALANCE_REACH)
+        if len(stack) == 1 and close != -1 and "\n" not in text[end:close]:
+            end = close + 1
+        else:
+            end = opener
+    elif stray is not None and stray in (start, end - 1):
+        start, end = (start + 1, end) if stray == start else (start, end - 1)
+    while end > start and (text[end - 1].isspace() or text[end - 1] in ",;:-–—"):
+        end -= 1
+    while start < end and text[start].isspace():
+        start += 1
+    if (start, end) == (span.start, span.end) or start >= end:
+        return span
+    return replace(span, text=text[start:end], start=start, end=end)
 
 
 def _words(text: str) -> set[str]:

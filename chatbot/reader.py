@@ -67,7 +67,7 @@ class Reader:
     """
 
     def __init__(self, model_name_or_path: str | Path | None = None, *, precision: str = "fp32",
-                 runtime: str = "auto", threads: int | None = None, setting: str = "CHATBOT_READER (or --reader)",
+                 runtime: str = "auto", threads: int | None = None, setting: str = "Settings.reader (CHATBOT_READER, --reader)",
                  **overrides):
         if precision not in PRECISIONS:
             raise ValueError(f"reader precision must be one of {PRECISIONS}, got {precision!r}")

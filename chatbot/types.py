@@ -78,7 +78,11 @@ class Citation:
 
 @dataclass
 class Answer:
-    """The chatbot's reply: a short answer (or ``None``) with its evidence."""
+    """The chatbot's reply: a short answer (or ``None``) with its evidence.
+
+    ``clarification`` is a question back to the user instead of an answer (a follow-up such as
+    "How many GPUs does it house?" with no earlier turn to say what "it" is); nothing was searched.
+    """
 
     question: str
     searched_for: str
@@ -87,6 +91,7 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     alternatives: list[Span] = field(default_factory=list)
     latency_ms: float = 0.0
+    clarification: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -96,4 +101,5 @@ class Answer:
             "score": self.score,
             "citations": [c.to_dict() for c in self.citations],
             "latency_ms": self.latency_ms,
+            "clarification": self.clarification,
         }

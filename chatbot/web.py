@@ -7,11 +7,14 @@ goes into a chat message, so a document can never inject markup or links.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry calls
@@ -21,8 +24,9 @@ import gradio as gr  # noqa: E402
 from .config import Settings  # noqa: E402
 from .conversation import Conversation  # noqa: E402
 from .errors import ChatbotError  # noqa: E402
+from .feedback import feedback_row, record  # noqa: E402
 from .questions import check_question  # noqa: E402
-from .types import Answer, Citation  # noqa: E402
+from .types import Answer, Citation, Span  # noqa: E402
 from .workers import AnswerWorkers  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,22 @@ LOADING = "Indexing the corpus and loading the models… You can type a question
 READY = "Ready: ask a question about the news articles."
 FAILED = "The chatbot could not start: "
 INTERNAL_ERROR = "Sorry, something went wrong while answering. Please try again."
+
+# The answer's highlight: dark text on yellow in both themes (contrast about 15:1; the theme's own <mark>
+# keeps the light text of dark mode on a bright background). Citations read as quotes.
+CSS = """
+#chat mark { background-color: #fde047; color: #111827; padding: 0 2px; border-radius: 2px; }
+#chat [data-testid="bot"] { scroll-margin-top: 8px; }
+#chat blockquote.citation { border-left: 3px solid #a3a3a3; padding-left: 0.6em; margin: 0.5em 0; }
+"""
+# Characters typed, under the box, once the question is long (the box stops at the limit).
+_COUNTER_JS = "(q) => (q.length >= MAX * 0.8 ? `${q.length} / MAX characters` : '')"
+# After an answer, scroll its first line ("Answer: ...") into view; on a phone the chat would otherwise
+# show the answer's end, its citations.
+_SHOW_ANSWER_JS = """() => { setTimeout(() => {
+  const bots = document.querySelectorAll('#chat [data-testid="bot"]');
+  if (bots.length) bots[bots.length - 1].scrollIntoView({block: 'start', behavior: 'instant'});
+}, 50); }"""
 
 # HTML-significant characters become named entities; markdown syntax characters become
 # numeric ones, which markdown treats as literal text (no emphasis, links, images, code).
@@ -81,6 +101,8 @@ def _details(summary: str, body: str) -> str:
 def format_answer(answer: Answer) -> str:
     """A chat message for ``answer``: short answer and confidence, the query used, the
     cited passage(s), and other candidate answers collapsed. Each block is one line."""
+    if answer.clarification:
+        return f'<div class="clarification">{escape_text(answer.clarification)}</div>'
     blocks = []
     if answer.text is not None:
         blocks.append(
@@ -101,6 +123,30 @@ def format_answer(answer: Answer) -> str:
         items = "".join(f"<li>{escape_text(s.text)} <small>({s.score:.0%})</small></li>" for s in answer.alternatives)
         blocks.append(_details(f"Other candidate answers ({len(answer.alternatives)})", f"<ul>{items}</ul>"))
     return "\n\n".join(blocks)
+
+
+def conversation_markdown(turns: list[dict]) -> str:
+    """The chat as a Markdown document: each question, its answer (or message) and the cited passages,
+    quoted, with the answer in bold. Quoted text is the documents' own, not escaped."""
+    lines = ["# Conversation", ""]
+    for turn in turns:
+        lines += [f"## {turn['question']}", ""]
+        answer = turn.get("answer")
+        if not answer:
+            lines += [turn.get("message", ""), ""]
+            continue
+        if answer.get("clarification"):
+            lines += [answer["clarification"], ""]
+            continue
+        lines.append(f"**Answer:** {answer['answer']} (confidence {answer['score']:.0%})" if answer["answer"]
+                     else f"**Answer:** {NOT_FOUND}")
+        if answer["searched_for"] != answer["question"]:
+            lines.append(f"  \n*Searched for:* {answer['searched_for']}")
+        lines.append("")
+        for n, c in enumerate(answer["citations"], 1):
+            lines += [f"[{n}] {c['title']} — `{c['source']}`, characters {c['start']}–{c['end']}", "",
+                      *(f"> {line}" for line in c["text"].splitlines() or [""]), ""]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- loading and handlers
@@ -147,46 +193,116 @@ class Backend:
         return self._bot
 
 
+def answer_from_dict(data: dict) -> Answer:
+    """The :class:`Answer` of a stored turn (``Answer.to_dict()`` plus ``alternatives``)."""
+    return Answer(
+        question=data["question"], searched_for=data["searched_for"], text=data["answer"], score=data["score"],
+        citations=[Citation(**c) for c in data["citations"]],
+        alternatives=[Span(a["text"], a["score"], 0, 0, 0) for a in data.get("alternatives", [])],
+        latency_ms=data.get("latency_ms", 0.0), clarification=data.get("clarification"),
+    )
+
+
+def turn_messages(turn: dict) -> list[dict]:
+    """The two chat bubbles of a stored turn: the question, and the answer (or the message shown instead)."""
+    shown = turn["question"] if len(turn["question"]) <= 300 else turn["question"][:300] + "…"
+    reply = format_answer(answer_from_dict(turn["answer"])) if turn.get("answer") else escape_text(turn["message"])
+    return [{"role": "user", "content": escape_text(shown)}, {"role": "assistant", "content": reply}]
+
+
+def conversation_of(turns: list[dict]) -> Conversation:
+    """The follow-up context of the stored turns: their questions and answers (failed turns left out)."""
+    answered = [t for t in turns if t.get("answer")]
+    conversation = Conversation()
+    for t in answered[-conversation.max_turns:]:
+        conversation.add(t["question"], t["answer"]["answer"])
+    return conversation
+
+
 class Handlers:
-    """The app's event handlers, separate from the layout so that they can be tested."""
+    """The app's event handlers, separate from the layout so that they can be tested.
+
+    A chat is a list of *turns* kept in the browser (``gr.BrowserState``): ``{"question", "answer"}``
+    with the answer as ``Answer.to_dict()`` plus its ``alternatives``, or ``{"question", "message"}``
+    when an error was shown instead. The chat's bubbles are drawn from them, two per turn.
+    """
 
     def __init__(self, backend: Backend, settings: Settings):
         self.backend = backend
         self.settings = settings
         self.workers = AnswerWorkers(settings.concurrency)  # the models run on these threads only
 
-    def respond(self, message: str, messages: list | None, conversation: Conversation | None) -> Iterator[tuple]:
-        """Chat turn: echo the question, then replace a pending line with the answer."""
-        problem = check_question(message, self.settings.max_question_chars)
-        conversation = conversation or Conversation()
-        shown = str(message or "")
-        shown = shown if len(shown) <= 300 else shown[:300] + "…"
-        messages = [*(messages or []), {"role": "user", "content": escape_text(shown)}]
-        if problem:
-            yield [*messages, {"role": "assistant", "content": escape_text(problem)}], "", conversation
-            return
-        if not self.backend.ready:
-            yield [*messages, {"role": "assistant", "content": escape_text(LOADING)}], "", conversation
-        reply = self._answer(lambda: format_answer(self.workers.run(
-            partial(conversation.ask, self.backend.bot(), message, k=self.settings.top_k))))
-        yield [*messages, {"role": "assistant", "content": reply}], "", conversation
+    def respond(self, message: str, turns: list | None) -> Iterator[tuple]:
+        """Chat turn: echo the question, then replace a pending line with the answer.
 
-    @staticmethod
-    def _answer(make_reply: Callable[[], str]) -> str:
-        """``make_reply()``, or a short message for the user instead of an exception."""
+        Yields ``(chat bubbles, question box, turns, input hint)``. An empty question changes nothing;
+        one that cannot be asked (too long, no words) stays in the box, with the reason under it.
+        """
+        turns = list(turns or [])
+        message = str(message or "")
+        problem = check_question(message, self.settings.max_question_chars)
+        if problem:
+            yield gr.skip(), gr.skip(), gr.skip(), (escape_text(problem) if message.strip() else "")
+            return
+        messages = [m for t in turns for m in turn_messages(t)]
+        if not self.backend.ready:
+            pending = turn_messages({"question": message, "message": LOADING})
+            yield [*messages, *pending], "", gr.skip(), ""
+        turn = self._turn(message, conversation_of(turns))
+        turns = [*turns, turn][-self.settings.web_history_turns:]
+        yield [*messages, *turn_messages(turn)], "", turns, ""
+
+    def _turn(self, question: str, conversation: Conversation) -> dict:
+        """The stored turn for ``question``: its answer, or the message for the user instead of an exception."""
         try:
-            return make_reply()
+            answer = self.workers.run(partial(conversation.ask, self.backend.bot(), question, k=self.settings.top_k))
         except (ValueError, ChatbotError) as exc:  # messages meant for the user
             log.warning("question refused: %s", exc)
-            return escape_text(str(exc))
+            return {"question": question, "message": str(exc)}
         except Exception:
             log.exception("answering failed")
-            return escape_text(INTERNAL_ERROR)
+            return {"question": question, "message": INTERNAL_ERROR}
+        alternatives = [{"text": a.text, "score": a.score} for a in answer.alternatives]
+        return {"question": question, "answer": answer.to_dict() | {"alternatives": alternatives}}
 
     @staticmethod
-    def clear() -> tuple[list, Conversation]:
-        """An empty chat and a fresh session."""
-        return [], Conversation()
+    def restore(turns: list | None) -> list[dict]:
+        """The chat bubbles of the turns kept in the browser (on page load)."""
+        return [m for t in turns or [] for m in turn_messages(t)]
+
+    @staticmethod
+    def clear() -> tuple[list, list, str, Any]:
+        """A new chat: no bubbles, no turns kept, no hint, no pending comment."""
+        return [], [], "", gr.update(visible=False)
+
+    def feedback(self, turns: list | None, like: gr.LikeData) -> tuple[dict | None, Any]:
+        """A thumbs up/down on an answer: its line is appended to the feedback file; the comment box opens."""
+        turns = list(turns or [])
+        index = like.index[0] if isinstance(like.index, (list, tuple)) else like.index
+        if not isinstance(index, int) or not 0 <= index // 2 < len(turns):
+            return None, gr.update(visible=False)
+        n = index // 2
+        rating = "up" if like.liked is True else "down" if like.liked is False else None
+        if rating is None:  # the thumb was taken back
+            return None, gr.update(visible=False)
+        row = feedback_row(turns[n], [t["question"] for t in turns[:n]], rating)
+        record(self.settings.feedback_file, row)
+        return row, gr.update(visible=True)
+
+    def comment(self, text: str, rated: dict | None) -> tuple[None, Any, str]:
+        """The optional comment on the last rating: the rating's line again, with the comment."""
+        if rated and str(text or "").strip():
+            record(self.settings.feedback_file, rated | {"comment": " ".join(str(text).split())[:2000]})
+        return None, gr.update(visible=False), ""
+
+    @staticmethod
+    def export(turns: list | None) -> list[str]:
+        """The conversation as Markdown and JSON files (with citations), for download."""
+        folder = Path(tempfile.mkdtemp(prefix="chat-export-"))
+        markdown, data = folder / "conversation.md", folder / "conversation.json"
+        markdown.write_text(conversation_markdown(turns or []), encoding="utf-8")
+        data.write_text(json.dumps(turns or [], ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        return [str(markdown), str(data)]
 
     def api_ask(self, question: str, history: list[str] | None = None) -> dict:
         """``/ask``: the same dict as ``chatbot ask --json``."""
@@ -242,25 +358,48 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
         return handlers.backend.status(), gr.Timer(active=not handlers.backend.ready)
 
     with gr.Blocks(title="News QA chatbot", analytics_enabled=False) as app:
+        gr.HTML(f"<style>{CSS}</style>", padding=False)
         gr.Markdown("## News QA chatbot\nAsk about the news articles: every answer quotes the passage it comes from.")
         status_line = gr.Markdown(handlers.backend.status(), elem_id="status")
-        chat = gr.Chatbot(label="Chat", height=600, latex_delimiters=[], elem_id="chat",
-                          feedback_options=None, buttons=["copy"])
-        conversation = gr.State(None)  # a Conversation, created on the first question
+        chat = gr.Chatbot(label="Chat", height=600, latex_delimiters=[], elem_id="chat", autoscroll=False,
+                          feedback_options=("Like", "Dislike"), buttons=["copy"])
+        # The chat's turns, kept in this browser across reloads (localStorage).
+        turns = gr.BrowserState([], storage_key="chatbot-chat-turns")
         with gr.Row():
-            question = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=8, elem_id="question")
+            question = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=8, elem_id="question",
+                                  autofocus=True, max_length=settings.max_question_chars)
             send = gr.Button("Ask", variant="primary", scale=1, min_width=80)
-            clear = gr.Button("Clear", scale=1, min_width=80, elem_id="clear")
-        gr.Examples(EXAMPLES, inputs=question, label="Examples")
+            clear = gr.Button("New chat", scale=1, min_width=80, elem_id="clear")
+        hint = gr.Markdown("", elem_id="input-hint")
+        rated = gr.State(None)  # the feedback line a comment would be added to
+        with gr.Row(visible=False, elem_id="comment-row") as comment_row:
+            comment = gr.Textbox(placeholder="Thanks! Anything to add? (optional)", show_label=False, scale=8,
+                                 elem_id="comment", max_length=2000)
+            send_comment = gr.Button("Send", scale=1, min_width=80, elem_id="send-comment")
+        examples = gr.Examples(EXAMPLES, inputs=question, label="Examples", elem_id="examples")
+        with gr.Row():
+            export = gr.Button("Export conversation (Markdown, JSON)", size="sm", elem_id="export")
+        files = gr.File(label="Conversation", file_count="multiple", visible=False, elem_id="export-files")
 
         timer = gr.Timer(1.0)
         timer.tick(status, outputs=[status_line, timer], queue=False, show_progress="hidden",
                    api_visibility="private")
-        for trigger in (question.submit, send.click):
-            trigger(handlers.respond, [question, chat, conversation], [chat, question, conversation],
+        app.load(handlers.restore, inputs=turns, outputs=chat, queue=False, api_visibility="private")
+        counter = _COUNTER_JS.replace("MAX", str(settings.max_question_chars))
+        question.change(None, inputs=question, outputs=hint, js=counter,
+                       api_visibility="private")
+        asked = dict(inputs=[question, turns], outputs=[chat, question, turns, hint], api_visibility="private")
+        for event in (question.submit(handlers.respond, **asked), send.click(handlers.respond, **asked),
+                      examples.load_input_event.then(handlers.respond, **asked)):
+            event.then(None, js=_SHOW_ANSWER_JS, api_visibility="private")
+        for trigger in (clear.click, chat.clear):
+            trigger(handlers.clear, outputs=[chat, turns, hint, comment_row], queue=False, api_visibility="private")
+        chat.like(handlers.feedback, inputs=turns, outputs=[rated, comment_row], queue=False, api_visibility="private")
+        for trigger in (comment.submit, send_comment.click):
+            trigger(handlers.comment, [comment, rated], [rated, comment_row, comment], queue=False,
                     api_visibility="private")
-        clear.click(handlers.clear, outputs=[chat, conversation], queue=False, api_visibility="private")
-        chat.clear(handlers.clear, outputs=[chat, conversation], queue=False, api_visibility="private")
+        export.click(lambda t: gr.update(value=handlers.export(t), visible=True), inputs=turns, outputs=files,
+                     api_visibility="private")
         gr.api(api_ask, api_name="ask")
         gr.api(api_search, api_name="search")
     app.queue(default_concurrency_limit=settings.concurrency, max_size=settings.web_queue_size)

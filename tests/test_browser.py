@@ -54,14 +54,21 @@ see ![logo](http://evil.example/logo.png), <a href="http://evil.example/a">this 
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, free_port_factory):
+def feedback_file(tmp_path_factory) -> Path:
+    """Where the server appends ratings (CHATBOT_FEEDBACK)."""
+    return tmp_path_factory.mktemp("feedback") / "feedback.jsonl"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, free_port_factory, feedback_file):
     """``python app.py`` over the demo corpus plus :data:`HOSTILE_DOC`, with a fresh index folder; yields its URL."""
     tmp = tmp_path_factory.mktemp("web")
     corpus = Path(shutil.copytree(ROOT / "corpus", tmp / "corpus"))
     (corpus / "zz_hostile.md").write_text(HOSTILE_DOC, encoding="utf-8")
     port = free_port_factory()
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-                        "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost"}
+                        "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost",
+                        "CHATBOT_FEEDBACK": str(feedback_file)}
     url = f"http://127.0.0.1:{port}/"
     try:
         proc = start_process([sys.executable, "app.py", "--port", str(port), "--index", str(tmp / "index"),
@@ -78,20 +85,32 @@ def server(tmp_path_factory, free_port_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server, tmp_path_factory):
-    """A headless Chromium page on the app, once the index and models are ready."""
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(server)
-        page.locator("#status").get_by_text("Ready").wait_for(timeout=READY_S * 1000)
-        yield page
-        shot = tmp_path_factory.getbasetemp() / "web-chat.png"
-        page.screenshot(path=str(shot), full_page=True)
-        print(f"screenshot: {shot}")
+        yield browser
         browser.close()
+
+
+def _open(browser, url: str, width: int = 1280, height: int = 1100):
+    """A page in a browser context of its own (its own localStorage), once the index and models are ready."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(url)
+    page.locator("#status").get_by_text("Ready").wait_for(timeout=READY_S * 1000)
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(server, browser, tmp_path_factory):
+    """A headless Chromium page on the app, once the index and models are ready."""
+    page = _open(browser, server)
+    yield page
+    shot = tmp_path_factory.getbasetemp() / "web-chat.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+    page.close()
 
 
 def _ask(page, question: str) -> str:
@@ -149,3 +168,105 @@ def test_hostile_document_is_shown_as_text_and_runs_nothing(page, question):
         assert chat.locator(selector).count() == 0, selector
     assert reply.locator("a").count() == 0  # the corpus is plain text: no link of any kind
 
+
+
+def _contrast(foreground: str, background: str) -> float:
+    """WCAG contrast ratio of two CSS ``rgb()``/``rgba()`` colours (opaque)."""
+    def luminance(css: str) -> float:
+        r, g, b = (int(v) / 255 for v in re.findall(r"[\d.]+", css)[:3])
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_empty_submit_adds_nothing(page):
+    bubbles = page.locator("#chat [data-testid='user'], #chat [data-testid='bot']")
+    before = bubbles.count()
+    box = page.locator("#question textarea")
+    box.fill("   ")
+    box.press("Enter")
+    page.wait_for_timeout(1500)
+    assert bubbles.count() == before
+
+
+def test_too_long_question_stays_in_the_box_with_a_counter(page):
+    box = page.locator("#question textarea")
+    box.fill("")
+    box.focus()
+    page.keyboard.insert_text("Why " * 400)  # as a paste: the box takes at most max_question_chars
+    value = box.input_value()
+    assert len(value) == Settings().max_question_chars
+    assert f"{len(value)} / {len(value)} characters" in page.locator("#input-hint").inner_text()
+    box.fill("")
+
+
+def test_example_is_asked_when_clicked(page):
+    bot = page.locator("#chat [data-testid='bot']")
+    before = bot.count()
+    page.locator("#examples").get_by_text("Which platform is Grok integrated into?", exact=True).click()
+    bot.nth(before).wait_for(timeout=ANSWER_S * 1000)
+    assert re.match(r"Answer: .*\bX\b", bot.nth(before).inner_text())
+
+
+def test_dark_mode_highlight_is_readable(server, browser):
+    """?__theme=dark: the answer's highlight has a contrast of at least 4.5:1, from the page's computed colours."""
+    page = _open(browser, server + "?__theme=dark")
+    try:
+        _ask(page, "Which platform is Grok integrated into?")
+        assert page.evaluate("document.body.classList.contains('dark')")
+        mark = page.locator("#chat [data-testid='bot']").last.locator("mark").first
+        colour, background = mark.evaluate("m => [getComputedStyle(m).color, getComputedStyle(m).backgroundColor]")
+        assert _contrast(colour, background) >= 4.5, (colour, background)
+    finally:
+        page.close()
+
+
+def test_answer_line_is_visible_after_an_answer_at_phone_width(server, browser):
+    page = _open(browser, server, width=375, height=667)
+    try:
+        _ask(page, "Which platform is Grok integrated into?")
+        answer = page.locator("#chat [data-testid='bot']").last.locator(".answer")
+        page.wait_for_timeout(500)  # the scroll after the answer
+        top, bottom, height, seen = answer.evaluate("""a => { const r = a.getBoundingClientRect();
+            const hit = document.elementFromPoint(r.left + 5, (r.top + r.bottom) / 2);
+            return [r.top, r.bottom, innerHeight, a.contains(hit)]; }""")
+        assert top >= -1 and bottom <= height and seen, (top, bottom, height)
+    finally:
+        page.close()
+
+
+def test_reload_keeps_the_chat_and_new_chat_clears_it(server, browser):
+    page = _open(browser, server)
+    try:
+        _ask(page, "Which platform is Grok integrated into?")
+        page.reload()
+        page.locator("#status").get_by_text("Ready").wait_for(timeout=READY_S * 1000)
+        user = page.locator("#chat [data-testid='user']")
+        user.first.wait_for(timeout=30_000)
+        assert user.last.inner_text() == "Which platform is Grok integrated into?"
+        assert "<mark>" in page.locator("#chat [data-testid='bot']").last.inner_html()
+        page.locator("#clear").click()
+        user.first.wait_for(state="detached", timeout=30_000)
+        page.reload()
+        page.locator("#status").get_by_text("Ready").wait_for(timeout=READY_S * 1000)
+        page.wait_for_timeout(1500)
+        assert user.count() == 0
+    finally:
+        page.close()
+
+
+def test_thumbs_down_writes_a_feedback_row(page, feedback_file):
+    import json
+
+    _ask(page, "Who is the technical advisor of the AI Infrastructure Partnership?")
+    page.locator("#chat").get_by_label("Dislike").last.click()
+    page.locator("#comment textarea").wait_for(timeout=30_000)
+    page.locator("#comment textarea").fill("Not what I meant")
+    page.locator("#send-comment").click()
+    page.locator("#comment textarea").wait_for(state="hidden", timeout=30_000)
+    rows = [json.loads(line) for line in feedback_file.read_text(encoding="utf-8").splitlines()]
+    assert [(r["rating"], r["comment"]) for r in rows[-2:]] == [("down", ""), ("down", "Not what I meant")]
+    assert rows[-1]["question"] == "Who is the technical advisor of the AI Infrastructure Partnership?"
+    assert rows[-1]["citations"] and rows[-1]["score"] is not None

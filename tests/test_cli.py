@@ -11,7 +11,8 @@ from chatbot.cli import main
 def test_ask_json_shape(argv_tail, capsys):
     assert main(["ask", "Which platform is Grok integrated into?", "--json", "-k", "3", *argv_tail]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"question", "searched_for", "answer", "score", "citations", "latency_ms"}
+    assert set(out) == {"question", "searched_for", "answer", "score", "citations", "latency_ms", "clarification"}
+    assert out["clarification"] is None
     assert out["question"] == out["searched_for"] == "Which platform is Grok integrated into?"
     assert out["answer"] is None or isinstance(out["answer"], str)
     assert 0 <= out["score"] <= 1 and out["latency_ms"] > 0 and out["citations"]
@@ -34,11 +35,15 @@ def test_search_json_and_readable_output(argv_tail, capsys):
 def test_index_then_chat(argv_tail, capsys, monkeypatch):
     assert main(["index", *argv_tail[:4]]) == 0
     assert "49 passages from 5 files" in capsys.readouterr().out
-    monkeypatch.setattr("sys.stdin", io.StringIO("What is xAI's data center in Memphis called?\nHow many GPUs does it house?\n\nignored\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is xAI's data center in Memphis called?\n\n"
+                                                 "How many GPUs does it house?\n/new\nHow many GPUs does it house?\n"
+                                                 "exit\nignored\n"))
     assert main(["chat", *argv_tail]) == 0
     out = capsys.readouterr().out
     assert out.count("Sources:") + out.count("Closest passages:") == 2
     assert "Searched for: How many GPUs does it house? (" in out and "ignored" not in out
+    assert "What does “it” refer to?" in out  # after /new, nothing to refer back to
+    assert "**" not in out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -55,3 +60,88 @@ def test_errors_are_one_line_without_traceback(argv_tail, capsys, args, message)
 def test_missing_corpus_is_reported(tmp_path, capsys):
     assert main(["index", "--corpus", str(tmp_path / "nope"), "--index", str(tmp_path / "index")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+class FakeChatBot:
+    def __init__(self):
+        self.asked = []
+
+    def ask(self, question, history=None, k=5, answers=None):
+        from chatbot.types import Answer, Citation
+
+        self.asked.append((question, list(history or [])))
+        text = "The **Colossus** supercomputer is in Memphis."
+        citation = Citation("a.md", "T", 0, len(text), text, answer_start=text.index("Memphis"), answer_end=len(text) - 1)
+        return Answer(question, question, "Memphis", 0.9, [citation])
+
+
+@pytest.mark.parametrize("ending", ["exit\nWho?\n", "quit\n", "", "  QUIT  \nWho?\n"])
+def test_chat_ignores_blank_lines_starts_over_on_new_and_ends_on_exit_quit_or_eof(monkeypatch, capsys, ending):
+    bot = FakeChatBot()
+    monkeypatch.setattr("chatbot.cli._load_chatbot", lambda args: bot)
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"Where is Colossus?\n\n   \nWho built Colossus?\n/new\n"
+                                                 f"Who runs Colossus?\n{ending}"))
+    assert main(["chat"]) == 0
+    assert bot.asked == [("Where is Colossus?", []), ("Who built Colossus?", ["Where is Colossus?"]),
+                         ("Who runs Colossus?", [])]
+    out = capsys.readouterr().out
+    assert "New conversation" in out
+    # the answer is marked with brackets Markdown does not use; the document's own ** stays as it is
+    assert "The **Colossus** supercomputer is in ⟦Memphis⟧." in out
+
+
+def test_library_log_lines_only_with_verbose():
+    import logging
+
+    from chatbot.cli import configure_logging
+
+    seen = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    root = logging.getLogger()
+    handler = Collect()
+    root.addHandler(handler)
+    try:
+        for verbose in (False, True):
+            configure_logging(verbose=verbose)
+            logging.getLogger("faiss.loader").info("Loading faiss with AVX512 support.")
+            logging.getLogger("bm25s").warning("Building index from tokens")
+            logging.getLogger("faiss.loader").error("faiss is broken")
+            logging.getLogger("chatbot.pipeline").warning("not indexed: a.txt (empty)")
+        assert seen == ["faiss is broken", "not indexed: a.txt (empty)",
+                        "Loading faiss with AVX512 support.", "Building index from tokens", "faiss is broken",
+                        "not indexed: a.txt (empty)"]
+    finally:
+        configure_logging(verbose=False)
+        root.removeHandler(handler)
+        root.setLevel(logging.WARNING)
+
+
+def test_feedback_export_turns_thumbs_down_into_eval_rows_to_review(tmp_path, capsys):
+    from chatbot.evaluation import validate_rows
+    from chatbot.feedback import feedback_row, record
+
+    path = tmp_path / "feedback.jsonl"
+    answer = {"question": "Who owns it?", "searched_for": "Who owns it? (Grok)", "answer": "Musk", "score": 0.4,
+              "citations": [{"source": "a.txt", "title": "T", "start": 0, "end": 9, "text": "Musk owns",
+                             "answer_start": 0, "answer_end": 4}]}
+    record(path, feedback_row({"question": "Who owns it?", "answer": answer}, ["What is Grok?"], "down"))
+    record(path, feedback_row({"question": "Who owns it?", "answer": answer}, ["What is Grok?"], "down", "It is xAI"))
+    record(path, feedback_row({"question": "Кто такой Маск?", "answer": None}, [], "down"))
+    record(path, feedback_row({"question": "What is Grok?", "answer": answer}, [], "up"))
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("{not json\n")
+    assert main(["feedback", "export", "--file", str(path), "--out", str(tmp_path / "review.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "review.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["question"], r["lang"]) for r in rows] == [("fb-001", "Who owns it?", "en"),
+                                                                   ("fb-002", "Кто такой Маск?", "ru")]
+    first = rows[0]
+    assert first["history"] == ["What is Grok?"] and first["source"] == "a.txt" and first["answers"] == []
+    assert first["review"]["bot_answer"] == "Musk" and first["review"]["comment"] == "It is xAI"
+    # Not an eval row until a person says whether and how it is answerable.
+    assert any("answerable" in p for p in validate_rows(rows, tmp_path))
+    assert main(["feedback", "export", "--file", str(tmp_path / "none.jsonl")]) == 2
+    assert "No feedback file" in capsys.readouterr().err

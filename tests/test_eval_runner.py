@@ -6,10 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from chatbot.evaluation import (GATED, KINDS, LANGS, METRICS, build_report, check_thresholds,
+from chatbot.evaluation import (GATED, KINDS, LANGS, METRICS, build_report, check_thresholds, standalone_context,
                                 compare_standalone, evaluate, first_relevant_rank, format_table,
                                 answer_direction, holds_evidence, run, score_row)
 from chatbot.config import Settings
+from chatbot.conversation import resolve_followup
 from chatbot.errors import ChatbotError
 from chatbot.types import Answer, Citation, Passage
 
@@ -190,6 +191,9 @@ class FakeBot:
     def search(self, query, k):
         return [Passage("It is in Paris.", "a.txt", "T", 0, 15)]
 
+    def rewrite(self, question, history=None):
+        return resolve_followup(question, history or [])
+
 
 def test_run_asks_history_in_a_fresh_conversation(tmp_path):
     rows = [{**ROWS[0], "question": "Where is it?", "history": ["What is X?", "And Y?"],
@@ -203,11 +207,24 @@ def test_run_asks_history_in_a_fresh_conversation(tmp_path):
                          ("Capital of France?", [])]
     preds = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [p["id"] for p in preds] == ["a1", "u1"]
-    assert list(preds[0]) == ["id", "question", "searched_for", "answer", "score", "citations", "latency_ms"]
+    assert list(preds[0]) == ["id", "question", "searched_for", "answer", "score", "citations", "latency_ms",
+                             "clarification"]
     assert (preds[0]["latency_ms"], preds[1]["answer"]) == (3, None)   # the final question's latency
     assert report["overall"]["citation_accuracy"] == 100.0 and report["overall"]["abstention_recall"] == 100.0
     assert report["by_kind"]["followup"]["recall@1"] == 100.0
     assert report["followup_vs_standalone"]["n"] == 1
+    assert report["standalone_with_context"] == {"n": 1, "with_context": 0, "rows": []}
+
+
+def test_standalone_context_counts_questions_searched_with_an_earlier_subject():
+    rows = [{**ROWS[0], "id": "s1", "question": "Who runs the IT helpdesk?"},
+            {**ROWS[0], "id": "s2", "question": "Who is the founder?"},
+            {**ROWS[0], "id": "f1", "question": "Where is it?", "history": ["What is X?"], "standalone": "Where is X?"}]
+    result = standalone_context(rows, resolve_followup)
+    assert result == {"n": 2, "with_context": 1,
+                      "rows": [{"id": "s2", "question": "Who is the founder?",
+                                "searched_for": "Who is the founder? (IT runs helpdesk)"}]}
+    assert "1 of 2" in format_table({**build_report(scored()), "standalone_with_context": result})
 
 
 def test_real_runner_on_tiny_set(tmp_path, capsys, trained_reader):

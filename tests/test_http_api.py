@@ -144,3 +144,13 @@ def test_serve_api_command(corpus_copy, tmp_path, free_port, embedder, trained_r
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.mark.parametrize("question", ["  ", "Who " * 300, "?!…"])
+def test_readme_quotes_the_message_ask_returns(client, question):
+    """One README text per error, as /ask returns it (the too-long one with N for the count)."""
+    import re
+
+    detail = client.post("/ask", json={"question": question}).json()["detail"]
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert re.sub(r"\(\d+ characters\)", "(N characters)", detail) in readme, detail

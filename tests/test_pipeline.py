@@ -208,3 +208,22 @@ def test_the_multilingual_reader_runs_its_shipped_int8_export_and_names_its_sett
     fp32 = Chatbot(index, settings.with_(multilingual_reader_precision="fp32"), embedder, english)
     with pytest.raises(ModelLoadError, match="CHATBOT_MULTILINGUAL_READER"):
         fp32.multilingual_reader.load()
+
+
+@pytest.mark.parametrize("passage, answer, expected", [
+    ("Grok встроен в платформу X (бывший Twitter), которой владеет Маск.", "платформу X (бывший Twitter",
+     "платформу X (бывший Twitter)"),
+    ("It runs on X (formerly Twitter, a social network bought in 2022 by Elon Musk for $44 billion).",
+     "X (formerly Twitter", "X"),
+    ("The fund (about $30 billion) was renamed.", "$30 billion)", "$30 billion"),
+    ("He called it «Colossus» in Memphis.", "«Colossus", "«Colossus»"),
+    ("Grok is integrated into the X platform.", "X platform", "X platform"),
+    ("Nvidia (the technical advisor) joined.", "Nvidia (the technical advisor)", "Nvidia (the technical advisor)"),
+])
+def test_candidate_answers_have_balanced_brackets(passage, answer, expected):
+    from chatbot.pipeline import balanced
+    from chatbot.types import Span
+
+    start = passage.index(answer)
+    span = balanced(Span(answer, 0.5, 0, start, start + len(answer)), passage)
+    assert span.text == expected and passage[span.start:span.end] == span.text

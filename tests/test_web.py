@@ -8,7 +8,6 @@ import gradio as gr
 import pytest
 
 from chatbot.config import Settings
-from chatbot.conversation import Conversation
 from chatbot.errors import ModelLoadError
 from chatbot.types import Answer, Citation, Passage, Span
 from chatbot.web import (
@@ -154,25 +153,40 @@ class FakeBot:
                         start=0, end=39, score=0.5)][:k]
 
 
-def _handlers(bot=None, factory=None) -> Handlers:
+def _handlers(bot=None, factory=None, tmp_path=None) -> Handlers:
     backend = Backend(factory or (lambda: bot or FakeBot()))
-    return Handlers(backend, Settings())
+    settings = Settings() if tmp_path is None else Settings(feedback_file=tmp_path / "feedback.jsonl")
+    return Handlers(backend, settings)
 
 
-def _last_reply(handlers, message, conversation=None):
-    *_, (messages, box, conversation) = handlers.respond(message, [], conversation)
-    assert box == ""
+def _last_reply(handlers, message, turns=None):
+    *_, (messages, box, turns, hint) = handlers.respond(message, turns or [])
+    assert box == "" and hint == ""
     assert messages[-1]["role"] == "assistant"
-    return messages, conversation
+    return messages, turns
 
 
-def test_respond_answers_and_keeps_the_session_for_follow_ups():
+def test_respond_answers_and_keeps_the_turns_for_follow_ups():
     bot = FakeBot()
     handlers = _handlers(bot)
-    messages, conversation = _last_reply(handlers, "Which platform is Grok integrated into?")
+    messages, turns = _last_reply(handlers, "Which platform is Grok integrated into?")
     assert "<mark>X platform</mark>" in messages[-1]["content"]
-    _last_reply(handlers, "Who owns it?", conversation)
+    assert turns[0]["question"] == "Which platform is Grok integrated into?"
+    assert turns[0]["answer"]["answer"] == "X platform" and turns[0]["answer"]["alternatives"][0]["text"] == "Twitter"
+    messages, turns = _last_reply(handlers, "Who owns it?", turns)
+    assert len(messages) == 4 and len(turns) == 2
     assert bot.histories == [[], ["Which platform is Grok integrated into?"]]
+
+
+def test_restore_draws_the_same_chat_from_the_kept_turns():
+    """What a reload shows: the turns kept in the browser, drawn as they were (JSON round trip included)."""
+    import json
+
+    handlers = _handlers()
+    messages, turns = _last_reply(handlers, "Which platform is Grok integrated into?")
+    messages, turns = _last_reply(handlers, "What is the capital of France?", turns)
+    assert Handlers.restore(json.loads(json.dumps(turns))) == messages
+    assert Handlers.restore(None) == []
 
 
 def test_respond_escapes_the_echoed_question():
@@ -180,14 +194,22 @@ def test_respond_escapes_the_echoed_question():
     assert "<img" not in messages[0]["content"] and "&lt;img" in messages[0]["content"]
 
 
-@pytest.mark.parametrize("message, expected", [
-    ("", "Please type a question"), ("???", "punctuation"), ("why " * 400, "too long"),
-])
-def test_respond_friendly_message_for_bad_input(message, expected):
+@pytest.mark.parametrize("message", ["", "   ", None])
+def test_empty_submit_changes_nothing(message):
     bot = FakeBot()
-    messages, _ = _last_reply(_handlers(bot), message)
-    assert expected in messages[-1]["content"]
-    assert bot.histories == []
+    (update,) = list(_handlers(bot).respond(message, []))
+    chat, box, turns, hint = update
+    assert all(isinstance(u, dict) and u.get("__type__") == "update" and len(u) == 1 for u in (chat, box, turns))
+    assert hint == "" and bot.histories == []
+
+
+@pytest.mark.parametrize("message, expected", [("???", "punctuation"), ("why " * 400, "too long")])
+def test_question_that_cannot_be_asked_stays_in_the_box_with_the_reason(message, expected):
+    bot = FakeBot()
+    (update,) = list(_handlers(bot).respond(message, []))
+    chat, box, turns, hint = update
+    assert box == gr.skip() and chat == gr.skip() and turns == gr.skip()
+    assert expected in hint and bot.histories == []
 
 
 def test_respond_not_found():
@@ -195,10 +217,22 @@ def test_respond_not_found():
     assert "find the answer" in messages[-1]["content"]
 
 
+def test_respond_shows_a_clarification_instead_of_an_answer():
+    class AsksBack(FakeBot):
+        def ask(self, question, history=None, k=5, answers=None):
+            return _answer(text=None, question=question, citations=[], alternatives=[],
+                           clarification="What does “it” refer to? No earlier question says.")
+
+    messages, turns = _last_reply(_handlers(AsksBack()), "How many GPUs does it house?")
+    clarification = escape_text("What does “it” refer to? No earlier question says.")
+    assert messages[-1]["content"] == f'<div class="clarification">{clarification}</div>'
+    assert "searched for" not in messages[-1]["content"]
+
+
 def test_respond_never_shows_a_traceback(caplog):
-    messages, _ = _last_reply(_handlers(FakeBot(fail=RuntimeError("secret internals"))), "Who is Musk?")
+    messages, turns = _last_reply(_handlers(FakeBot(fail=RuntimeError("secret internals"))), "Who is Musk?")
     assert messages[-1]["content"] == escape_text(INTERNAL_ERROR)
-    assert "secret" not in messages[-1]["content"]
+    assert "secret" not in messages[-1]["content"] and turns == [{"question": "Who is Musk?", "message": INTERNAL_ERROR}]
     assert "Traceback" in caplog.text  # logged server-side
 
 
@@ -220,18 +254,62 @@ def test_respond_waits_for_loading_and_says_so():
 
     release = threading.Event()
     handlers = _handlers(factory=lambda: release.wait() and FakeBot())
-    replies = handlers.respond("Which platform is Grok integrated into?", [], None)
-    first, _, _ = next(replies)
+    replies = handlers.respond("Which platform is Grok integrated into?", [])
+    first, _, _, _ = next(replies)
     assert "Indexing" in first[-1]["content"] and not handlers.backend.ready
     release.set()
-    last, _, _ = next(replies)
-    assert "<mark>X platform</mark>" in last[-1]["content"]
+    last, _, turns, _ = next(replies)
+    assert "<mark>X platform</mark>" in last[-1]["content"] and len(last) == 2 and len(turns) == 1
     assert "Ready" in handlers.backend.status()
 
 
-def test_clear_starts_a_new_session():
-    messages, conversation = Handlers.clear()
-    assert messages == [] and isinstance(conversation, Conversation) and conversation.questions == []
+def test_new_chat_clears_the_kept_turns():
+    messages, turns, hint, comment_row = Handlers.clear()
+    assert messages == [] and turns == [] and hint == "" and comment_row["visible"] is False
+
+
+def test_history_kept_in_the_browser_is_capped():
+    handlers = _handlers()
+    handlers.settings = Settings(web_history_turns=2)
+    turns = []
+    for q in ("Who is Musk?", "Who is Altman?", "Who is Nadella?"):
+        _, turns = _last_reply(handlers, q, turns)
+    assert [t["question"] for t in turns] == ["Who is Altman?", "Who is Nadella?"]
+
+
+def test_thumbs_and_comment_are_appended_to_the_feedback_file(tmp_path):
+    import json
+
+    handlers = _handlers(tmp_path=tmp_path)
+    _, turns = _last_reply(handlers, "Which platform is Grok integrated into?")
+    _, turns = _last_reply(handlers, "Who owns it?", turns)
+    rated, row = handlers.feedback(turns, gr.LikeData(None, {"index": 3, "value": "", "liked": False}))
+    assert row["visible"] is True
+    assert handlers.comment("  wrong   company ", rated) == (None, gr.update(visible=False), "")
+    handlers.feedback(turns, gr.LikeData(None, {"index": 1, "value": "", "liked": True}))
+    lines = [json.loads(line) for line in (tmp_path / "feedback.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["rating"], r["question"], r["comment"]) for r in lines] == [
+        ("down", "Who owns it?", ""), ("down", "Who owns it?", "wrong company"),
+        ("up", "Which platform is Grok integrated into?", "")]
+    down = lines[0]
+    assert down["history"] == ["Which platform is Grok integrated into?"] and down["answer"] == "X platform"
+    assert down["score"] == 0.87 and down["citations"][0]["source"] == "000_1a2eb30073d68791.txt"
+
+
+def test_export_writes_markdown_and_json_with_citations():
+    import json
+
+    _, turns = _last_reply(_handlers(), "Which platform is Grok integrated into?")
+    _, turns = _last_reply(_handlers(), "What is the capital of France?", turns)
+    markdown_file, json_file = Handlers.export(turns)
+    markdown = open(markdown_file, encoding="utf-8").read()
+    assert "## Which platform is Grok integrated into?" in markdown
+    assert "**Answer:** X platform (confidence 87%)" in markdown
+    assert "Musk’s xAI Joins Microsoft — `000_1a2eb30073d68791.txt`, characters 1000–1039" in markdown
+    assert "> Grok is integrated into the X platform." in markdown
+    assert "**Answer:** " + NOT_FOUND in markdown
+    data = json.loads(open(json_file, encoding="utf-8").read())
+    assert data == turns and data[0]["answer"]["citations"][0]["text"] == "Grok is integrated into the X platform."
 
 
 def test_api_handlers():
