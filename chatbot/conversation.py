@@ -53,6 +53,8 @@ _FUNCTION_WORDS = (
 SHORT_QUESTION_WORDS = 2
 # At most this many context terms are added, so the user's own words still dominate retrieval.
 MAX_CONTEXT_TERMS = 8
+# Longer "words" (a pasted blob, a hostile history) are no subject and are never added to the query.
+MAX_TERM_CHARS = 40
 
 
 def _words(text: str) -> list[str]:
@@ -118,7 +120,7 @@ def resolve_followup(question: str, history: list[str], answers: list[str] | Non
     own = {_key(w) for w in _words(question)}
     context = []
     for term in subject_terms(last_answer) + subject_terms(previous):
-        if _key(term) not in own:
+        if _key(term) not in own and len(term) <= MAX_TERM_CHARS:
             own.add(_key(term))
             context.append(term)
     if not context:

@@ -28,7 +28,7 @@ from .conversation import resolve_followup
 from .corpus import detect_language, file_sha256, load_corpus
 from .embedding import Embedder, OnnxQueryEmbedder, TextEmbedder, make_embedder
 from .errors import IndexBuildError, IndexLoadError, ModelLoadError
-from .questions import clean_question  # noqa: F401 (part of this module's API)
+from .questions import clean_history, clean_question, clip
 from .index import VectorIndex, add_query_encoder, build_index, is_stale, load_index, recover
 from .onnx_runtime import check_runtime, onnxruntime_available
 from .reader import ONNX_FILES, Reader
@@ -224,8 +224,14 @@ class Chatbot(Retriever):
             self.multilingual_reader.read("What is this?", ["Это пробный текст."], top_k=1)
 
     def rewrite(self, question: str, history: list[str] | None = None, answers: list[str] | None = None) -> str:
-        """The query a question is searched for (follow-ups get their earlier subject)."""
-        return resolve_followup(clean_question(question, self.settings.max_question_chars), history or [], answers)
+        """The query a question is searched for (follow-ups get their earlier subject), at most
+        ``max_query_chars`` long whatever the history: only the last ``max_history_turns`` questions and
+        answers are used, each cleaned as a question and cut to ``max_question_chars``."""
+        s = self.settings
+        history = clean_history(history, s.max_history_turns, s.max_question_chars)
+        answers = clean_history(answers, s.max_history_turns, s.max_question_chars) if answers is not None else None
+        query = resolve_followup(clean_question(question, s.max_question_chars), history, answers)
+        return clip(query, s.max_query_chars)
 
     def ask(self, question: str, history: list[str] | None = None, k: int = 5,
             answers: list[str] | None = None) -> Answer:
@@ -234,7 +240,7 @@ class Chatbot(Retriever):
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
         check_k(k)
-        searched_for = resolve_followup(question, history or [], answers)
+        searched_for = self.rewrite(question, history, answers)
         passages = self.retriever.retrieve(searched_for, k)
         language = detect_language(searched_for)
         ranks = best_ranks(passages, language)
