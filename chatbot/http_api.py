@@ -10,31 +10,47 @@ too large or has no length, 503 when the models or index fail.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from . import __version__
 from .config import SHIPPED_READER_DIR, Settings
 from .errors import ChatbotError
+from .guard import RequestGuard
 from .pipeline import Chatbot
-from .questions import has_words
+from .questions import clean_question, has_words, valid_text
 from .retrieval import MAX_K
 from .workers import AnswerWorkers
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_HISTORY = 20
+MAX_HISTORY = Settings().max_history_turns
+MAX_HISTORY_CHARS = Settings().max_question_chars
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integer: 8.0 is 8; NaN, Infinity and 2.5 are refused (422)."""
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError("k must be a whole number")
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(description="What to search for.", examples=["Colossus supercomputer Memphis"])
-    k: int = Field(5, ge=1, le=MAX_K, strict=True, description="How many passages to return.")
+    k: WholeNumber = Field(5, ge=1, le=MAX_K, strict=True, description="How many passages to return.")
 
 
 class PassageOut(BaseModel):
@@ -54,10 +70,11 @@ class SearchResponse(BaseModel):
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(examples=["Which platform is Grok integrated into?"])
-    history: list[str] = Field(default_factory=list, max_length=MAX_HISTORY,
-                               description="Earlier questions of the conversation, oldest first (for follow-ups).")
-    k: int | None = Field(None, ge=1, le=MAX_K, strict=True,
-                          description="Passages retrieved and read (default: the server's setting, 5).")
+    history: list[Annotated[str, Field(max_length=MAX_HISTORY_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_HISTORY,
+        description="Earlier questions of the conversation, oldest first (for follow-ups).")
+    k: WholeNumber | None = Field(None, ge=1, le=MAX_K, strict=True,
+                                  description="Passages retrieved and read (default: the server's setting, 5).")
 
 
 class CitationOut(BaseModel):
@@ -109,16 +126,14 @@ def create_app(chatbot: Chatbot) -> FastAPI:
                     chunks=len(chatbot.index), embedder=chatbot.index.embedder_name,
                     reader=_reader_name(chatbot.reader.model_name_or_path))
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        if request.method == "POST":
-            length = request.headers.get("content-length")
-            if length is None:
-                return JSONResponse({"detail": "Send the body with a Content-Length header."}, status_code=411)
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                return JSONResponse({"detail": f"The request body is larger than {MAX_BODY_BYTES} bytes."},
-                                    status_code=413)
-        return await call_next(request)
+    app.add_middleware(RequestGuard, allowed_hosts=settings.allowed_hosts, body_limit=lambda path: MAX_BODY_BYTES,
+                       require_length=True)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422 list of field errors, with what cannot be written as JSON (NaN, lone surrogates)
+        written as text."""
+        return JSONResponse({"detail": _json_safe(exc.errors())}, status_code=422)
 
     def checked(text: str, what: str) -> str:
         if not text.strip():
@@ -144,8 +159,9 @@ def create_app(chatbot: Chatbot) -> FastAPI:
     @app.post("/search", response_model=SearchResponse, responses=_ERRORS)
     def search(body: SearchRequest) -> dict:
         """The ``k`` passages best matching ``query``, best first, with their offsets in the original files."""
-        passages = call(lambda: chatbot.search(checked(body.query, "query"), body.k))
-        return {"query": body.query, "passages": [p.to_dict() for p in passages]}
+        query = clean_question(checked(body.query, "query"), settings.max_question_chars)
+        passages = call(lambda: chatbot.search(query, body.k))
+        return {"query": query, "passages": [p.to_dict() for p in passages]}
 
     @app.post("/ask", response_model=AskResponse, responses=_ERRORS)
     def ask(body: AskRequest) -> dict:
@@ -159,6 +175,21 @@ def create_app(chatbot: Chatbot) -> FastAPI:
         return health
 
     return app
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` (error details) with non-finite numbers and other non-JSON values as text, lone surrogates replaced."""
+    if isinstance(value, dict):
+        return {_json_safe(k) if isinstance(k, str) else str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return valid_text(str(value))
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from .chunking import chunk_corpus
 from .config import Settings
 from .conversation import resolve_followup
-from .corpus import detect_language, file_sha256, load_corpus
+from .corpus import detect_language, file_sha256, load_corpus, source_name
 from .embedding import Embedder, OnnxQueryEmbedder, TextEmbedder, make_embedder
 from .errors import IndexBuildError, IndexLoadError, ModelLoadError
 from .questions import clean_history, clean_question, clip
@@ -57,7 +57,7 @@ def corpus_files(corpus_dir: Path) -> dict[str, str]:
     if not corpus_dir.is_dir():
         raise IndexBuildError(f"Corpus directory {corpus_dir} does not exist: create it or pass --corpus DIR.")
     return {
-        p.name: file_sha256(p)
+        source_name(p): file_sha256(p)
         for p in sorted(corpus_dir.iterdir(), key=lambda p: p.name)
         if p.is_file() and not p.name.startswith(".")
     }
