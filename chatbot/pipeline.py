@@ -135,6 +135,17 @@ def query_embedder(index: VectorIndex, embedder: TextEmbedder, settings: Setting
 # ---------------------------------------------------------------- answering
 
 
+def searched_for(question: str, history: list[str] | None, answers: list[str] | None, settings: Settings) -> str:
+    """The query ``question`` is searched for (follow-ups get their earlier subject), at most
+    ``max_query_chars`` long whatever the history: only the last ``max_history_turns`` questions and
+    answers are used, each cleaned as a question and cut to ``max_question_chars``. ``ValueError`` when
+    the question is empty or the history is not a list."""
+    s = settings
+    history = clean_history(history, s.max_history_turns, s.max_question_chars)
+    answers = clean_history(answers, s.max_history_turns, s.max_question_chars) if answers is not None else None
+    return clip(resolve_followup(clean_question(question, s.max_question_chars), history, answers), s.max_query_chars)
+
+
 def check_k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise ValueError(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
@@ -224,14 +235,8 @@ class Chatbot(Retriever):
             self.multilingual_reader.read("What is this?", ["Это пробный текст."], top_k=1)
 
     def rewrite(self, question: str, history: list[str] | None = None, answers: list[str] | None = None) -> str:
-        """The query a question is searched for (follow-ups get their earlier subject), at most
-        ``max_query_chars`` long whatever the history: only the last ``max_history_turns`` questions and
-        answers are used, each cleaned as a question and cut to ``max_question_chars``."""
-        s = self.settings
-        history = clean_history(history, s.max_history_turns, s.max_question_chars)
-        answers = clean_history(answers, s.max_history_turns, s.max_question_chars) if answers is not None else None
-        query = resolve_followup(clean_question(question, s.max_question_chars), history, answers)
-        return clip(query, s.max_query_chars)
+        """The query a question is searched for (:func:`searched_for`)."""
+        return searched_for(question, history, answers, self.settings)
 
     def ask(self, question: str, history: list[str] | None = None, k: int = 5,
             answers: list[str] | None = None) -> Answer:
@@ -240,15 +245,15 @@ class Chatbot(Retriever):
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
         check_k(k)
-        searched_for = self.rewrite(question, history, answers)
-        passages = self.retriever.retrieve(searched_for, k)
-        language = detect_language(searched_for)
+        query = searched_for(question, history, answers, self.settings)
+        passages = self.retriever.retrieve(query, k)
+        language = detect_language(query)
         ranks = best_ranks(passages, language)
-        spans = self._read(searched_for, passages, ranks, language)
+        spans = self._read(query, passages, ranks, language)
         # Spans are ranked by their probability under the rank discount, weighed by their sentence's
         # closeness to the question; the answer's confidence (and the abstention) leaves that weight out.
         confidence = [s.score * self.settings.rank_decay ** ranks[s.passage_index] for s in spans]
-        closeness = self._closeness(searched_for, passages, spans)
+        closeness = self._closeness(query, passages, spans)
         weights = self.relevance.weights(closeness) if closeness else [1.0] * len(spans)
         order = sorted(range(len(spans)), key=lambda i: -confidence[i] * weights[i])
         ranked = [spans[i] for i in order]
@@ -261,7 +266,7 @@ class Chatbot(Retriever):
             best = None
         return Answer(
             question=question,
-            searched_for=searched_for,
+            searched_for=query,
             text=best.text if best else None,
             score=round(best_score, 4),
             citations=self._citations(passages, best),
