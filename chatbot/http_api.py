@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from . import __version__
 from .config import SHIPPED_READER_DIR, Settings
@@ -47,6 +47,18 @@ def _whole_number(value: Any) -> Any:
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 
+def _history_entry(text: str) -> str:
+    if len(text) > MAX_HISTORY_CHARS:
+        raise ValueError(f"each earlier question must be at most {MAX_HISTORY_CHARS} characters, this has {len(text)}")
+    return text
+
+
+# Checked in Python, not by pydantic's max_length, which refuses text holding lone surrogates (the library
+# removes them, as from the question).
+HistoryEntry = Annotated[str, AfterValidator(_history_entry),
+                         WithJsonSchema({"type": "string", "maxLength": MAX_HISTORY_CHARS})]
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(description="What to search for.", examples=["Colossus supercomputer Memphis"])
@@ -70,7 +82,7 @@ class SearchResponse(BaseModel):
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(examples=["Which platform is Grok integrated into?"])
-    history: list[Annotated[str, Field(max_length=MAX_HISTORY_CHARS)]] = Field(
+    history: list[HistoryEntry] = Field(
         default_factory=list, max_length=MAX_HISTORY,
         description="Earlier questions of the conversation, oldest first (for follow-ups).")
     k: WholeNumber | None = Field(None, ge=1, le=MAX_K, strict=True,
