@@ -44,7 +44,7 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+PassageCount = Annotated[int, Field(ge=1, le=MAX_K, strict=True), BeforeValidator(_whole_number)]
 
 
 def _history_entry(text: str) -> str:
@@ -62,7 +62,7 @@ HistoryEntry = Annotated[str, AfterValidator(_history_entry),
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(description="What to search for.", examples=["Colossus supercomputer Memphis"])
-    k: WholeNumber = Field(5, ge=1, le=MAX_K, strict=True, description="How many passages to return.")
+    k: PassageCount = Field(5, description="How many passages to return.")
 
 
 class PassageOut(BaseModel):
@@ -85,8 +85,7 @@ class AskRequest(BaseModel):
     history: list[HistoryEntry] = Field(
         default_factory=list, max_length=MAX_HISTORY,
         description="Earlier questions of the conversation, oldest first (for follow-ups).")
-    k: WholeNumber | None = Field(None, ge=1, le=MAX_K, strict=True,
-                                  description="Passages retrieved and read (default: the server's setting, 5).")
+    k: PassageCount | None = Field(None, description="Passages retrieved and read (default: the server's setting, 5).")
 
 
 class CitationOut(BaseModel):
@@ -121,7 +120,10 @@ class ErrorBody(BaseModel):
     detail: str
 
 
-_ERRORS = {code: {"model": ErrorBody} for code in (400, 503)}
+# 400: a question that cannot be asked, or a Host not served; 403: a browser page of another origin;
+# 411/413: a body without length or too large (chatbot.guard); 503: the models or index failed.
+_ERRORS = {code: {"model": ErrorBody} for code in (400, 403, 411, 413, 503)}
+_HOST_ERROR = {400: {"model": ErrorBody, "description": "A Host header this server does not serve."}}
 
 
 def _reader_name(reader: str) -> str:
@@ -181,7 +183,7 @@ def create_app(chatbot: Chatbot) -> FastAPI:
         question = checked(body.question, "question")
         return call(lambda: chatbot.ask(question, history=body.history, k=body.k or settings.top_k).to_dict())
 
-    @app.get("/health", response_model=Health)
+    @app.get("/health", response_model=Health, responses=_HOST_ERROR)
     def get_health() -> Health:
         """What is loaded: corpus documents, index chunks, embedder and reader."""
         return health
