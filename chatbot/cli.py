@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ChatbotError
+from .questions import clean_question
 
 
 def _convert_e5(args) -> int:
@@ -188,10 +189,14 @@ def _ask(args) -> int:
 
 
 def _search(args) -> int:
+    from .pipeline import Retriever  # the index and the embedders only: no reader loads
+
     query = _checked(args.query)
-    passages = _load_chatbot(args).search(query, k=args.k)
+    settings = _settings(args)
+    passages = Retriever.load(settings=settings).search(query, k=args.k)
     if args.json:
-        _print_json({"query": args.query, "passages": [p.to_dict() for p in passages]})
+        _print_json({"query": clean_question(query, settings.max_question_chars),
+                     "passages": [p.to_dict() for p in passages]})
         return 0
     for n, p in enumerate(passages, 1):
         print(f"[{n}] {_snippet(p.source)}, chars {p.start}-{p.end} (score {p.score:.4f}): {_snippet(p.title)}")
@@ -217,6 +222,8 @@ def _chat(args) -> int:
 
     bot = _load_chatbot(args)
     conversation = Conversation()
+    if hasattr(sys.stdin, "reconfigure"):  # a line that is not UTF-8 is asked with U+FFFD, not the end of the chat
+        sys.stdin.reconfigure(errors="replace")
     interactive = sys.stdin.isatty()
     if interactive:
         print("Ask a question about the corpus. /new starts a new conversation; exit, quit or Ctrl-D ends the chat.")

@@ -90,6 +90,11 @@ class Settings:
     vector_index: VectorIndexSettings = field(default_factory=VectorIndexSettings)
     top_k: int = 5
     max_question_chars: int = 1000
+    # One bound on the work a request can cause through its history (docs/hardening.md, "Bounded work"):
+    # at most this many earlier turns are used, each cut to max_question_chars, and the searched-for
+    # query (the question plus the earlier subject's terms) is cut to max_query_chars.
+    max_history_turns: int = 20
+    max_query_chars: int = 1400
     max_file_bytes: int = MAX_CORPUS_FILE_BYTES  # larger corpus files are skipped with a warning
     threads: int = 2  # torch and ONNX Runtime threads (one per core of the 2-core target machine)
     # Questions answered at once by the web app and by the HTTP API; more wait their turn. Answering
@@ -103,6 +108,13 @@ class Settings:
     web_history_turns: int = 50
     # Thumbs up/down (and comments) on answers are appended here, one JSON line each (chatbot.feedback).
     feedback_file: Path = Path("feedback.jsonl")
+    # Host names the servers answer to (the Host header; ports aside): a page on another name that resolves
+    # to this machine (DNS rebinding) is refused. Set CHATBOT_ALLOWED_HOSTS (comma-separated; "*": any)
+    # when serving on a network address. State-changing requests from a browser must come from the page
+    # itself (same Origin as Host).
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+    # The web app's request bodies (Gradio JSON calls) are refused above this; uploads above max_file_bytes.
+    web_max_body_bytes: int = 1024 * 1024
     # FAISS's OpenMP threads busy-wait after each search and take the cores from torch: one query
     # against a few thousand vectors needs no second thread (docs/benchmark.md).
     faiss_threads: int = 1
@@ -162,4 +174,6 @@ class Settings:
             reader_precision=env.get("CHATBOT_READER_PRECISION"),
             reader_runtime=env.get("CHATBOT_READER_RUNTIME"),
             query_runtime=env.get("CHATBOT_QUERY_RUNTIME"),
+            allowed_hosts=(tuple(h.strip() for h in env["CHATBOT_ALLOWED_HOSTS"].split(",") if h.strip())
+                           if "CHATBOT_ALLOWED_HOSTS" in env else None),
         )

@@ -71,6 +71,8 @@ SHORT_QUESTION_WORDS = 2
 _VERBS = frozenset("is are was were be been do does did has have had can could will would should may might".split())
 # At most this many context terms are added, so the user's own words still dominate retrieval.
 MAX_CONTEXT_TERMS = 8
+# Longer "words" (a pasted blob, a hostile history) are no subject and are never added to the query.
+MAX_TERM_CHARS = 40
 
 
 def _words(text: str) -> list[str]:
@@ -197,7 +199,7 @@ def context_terms(question: str, history: list[str], answers: list[str] | None =
     own = {_key(w) for w in _words(question)}
     context = []
     for term in candidates:
-        if _key(term) not in own:
+        if _key(term) not in own and len(term) <= MAX_TERM_CHARS:
             own.add(_key(term))
             context.append(term)
     return context[:MAX_CONTEXT_TERMS]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -47,6 +48,18 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def source_name(path: Path) -> str:
+    """The file's name as it is stored and shown: bytes that are not UTF-8 (names from cp1251 or cp866
+    zip archives) as ``\\xNN`` escapes, so that it can be written to the index and printed; control
+    characters and bidirectional overrides (which could redraw a terminal or reorder a line) escaped too."""
+    name = os.fsencode(path.name).decode("utf-8", "backslashreplace")
+    return "".join(ch.encode("unicode_escape").decode("ascii") if _hidden_in_names(ch) else ch for ch in name)
+
+
+def _hidden_in_names(ch: str) -> bool:
+    return unicodedata.category(ch) == "Cc" or "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069"
+
+
 def load_corpus(corpus_dir: str | Path, max_file_bytes: int | None = None) -> tuple[list[Document], list[SkippedFile]]:
     """Load every ``.txt``/``.md`` file directly in ``corpus_dir``, sorted by name.
 
@@ -64,15 +77,16 @@ def load_corpus(corpus_dir: str | Path, max_file_bytes: int | None = None) -> tu
     for path in sorted(corpus_dir.iterdir(), key=lambda p: p.name):
         if path.name.startswith(".") or path.name == METADATA_FILE or not path.is_file():
             continue
+        name = source_name(path)
         if path.suffix.lower() not in TEXT_SUFFIXES:
-            doc, reason = None, f"unsupported file type {path.suffix or '(no extension)'!r}: only .txt and .md files are indexed"
+            doc, reason = None, f"unsupported file type {Path(name).suffix or '(no extension)'!r}: only .txt and .md files are indexed"
         elif not path.resolve().is_relative_to(corpus_dir.resolve()):
             doc, reason = None, "a link to a file outside the corpus folder"
         else:
-            doc, reason = _load_file(path, metadata.get(path.name) or {}, limit)
+            doc, reason = _load_file(path, name, metadata.get(name) or {}, limit)
         if doc is None:
-            log.warning("skipping corpus file %s: %s", path.name, reason)
-            skipped.append(SkippedFile(path.name, reason))
+            log.warning("skipping corpus file %s: %s", name, reason)
+            skipped.append(SkippedFile(name, reason))
         else:
             docs.append(doc)
     return docs, skipped
@@ -92,7 +106,7 @@ def _read_metadata(path: Path, skipped: list[SkippedFile]) -> dict:
     return {name: entry for name, entry in data.items() if isinstance(entry, dict)}
 
 
-def _load_file(path: Path, meta: dict, max_bytes: int) -> tuple[Document | None, str]:
+def _load_file(path: Path, name: str, meta: dict, max_bytes: int) -> tuple[Document | None, str]:
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -116,7 +130,7 @@ def _load_file(path: Path, meta: dict, max_bytes: int) -> tuple[Document | None,
     )
     extra = {k: v for k, v in meta.items() if k not in ("title", "language")}
     extra["sha256"] = hashlib.sha256(data).hexdigest()
-    return Document(path.name, title, lang, text, tuple(segments), extra), ""
+    return Document(name, title, lang, text, tuple(segments), extra), ""
 
 
 # ---------------------------------------------------------------- decoding

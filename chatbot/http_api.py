@@ -10,31 +10,59 @@ too large or has no length, 503 when the models or index fail.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from . import __version__
 from .config import SHIPPED_READER_DIR, Settings
 from .errors import ChatbotError
+from .guard import RequestGuard
 from .pipeline import Chatbot
-from .questions import has_words
+from .questions import clean_question, has_words, valid_text
 from .retrieval import MAX_K
 from .workers import AnswerWorkers
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_HISTORY = 20
+MAX_HISTORY = Settings().max_history_turns
+MAX_HISTORY_CHARS = Settings().max_question_chars
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integer: 8.0 is 8; NaN, Infinity and 2.5 are refused (422)."""
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError("k must be a whole number")
+        return int(value)
+    return value
+
+
+PassageCount = Annotated[int, Field(ge=1, le=MAX_K, strict=True), BeforeValidator(_whole_number)]
+
+
+def _history_entry(text: str) -> str:
+    if len(text) > MAX_HISTORY_CHARS:
+        raise ValueError(f"each earlier question must be at most {MAX_HISTORY_CHARS} characters, this has {len(text)}")
+    return text
+
+
+# Checked in Python, not by pydantic's max_length, which refuses text holding lone surrogates (the library
+# removes them, as from the question).
+HistoryEntry = Annotated[str, AfterValidator(_history_entry),
+                         WithJsonSchema({"type": "string", "maxLength": MAX_HISTORY_CHARS})]
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(description="What to search for.", examples=["Colossus supercomputer Memphis"])
-    k: int = Field(5, ge=1, le=MAX_K, strict=True, description="How many passages to return.")
+    k: PassageCount = Field(5, description="How many passages to return.")
 
 
 class PassageOut(BaseModel):
@@ -54,10 +82,10 @@ class SearchResponse(BaseModel):
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(examples=["Which platform is Grok integrated into?"])
-    history: list[str] = Field(default_factory=list, max_length=MAX_HISTORY,
-                               description="Earlier questions of the conversation, oldest first (for follow-ups).")
-    k: int | None = Field(None, ge=1, le=MAX_K, strict=True,
-                          description="Passages retrieved and read (default: the server's setting, 5).")
+    history: list[HistoryEntry] = Field(
+        default_factory=list, max_length=MAX_HISTORY,
+        description="Earlier questions of the conversation, oldest first (for follow-ups).")
+    k: PassageCount | None = Field(None, description="Passages retrieved and read (default: the server's setting, 5).")
 
 
 class CitationOut(BaseModel):
@@ -94,7 +122,10 @@ class ErrorBody(BaseModel):
     detail: str
 
 
-_ERRORS = {code: {"model": ErrorBody} for code in (400, 503)}
+# 400: a question that cannot be asked, or a Host not served; 403: a browser page of another origin;
+# 411/413: a body without length or too large (chatbot.guard); 503: the models or index failed.
+_ERRORS = {code: {"model": ErrorBody} for code in (400, 403, 411, 413, 503)}
+_HOST_ERROR = {400: {"model": ErrorBody, "description": "A Host header this server does not serve."}}
 
 
 def _reader_name(reader: str) -> str:
@@ -111,16 +142,14 @@ def create_app(chatbot: Chatbot) -> FastAPI:
                     chunks=len(chatbot.index), embedder=chatbot.index.embedder_name,
                     reader=_reader_name(chatbot.reader.model_name_or_path))
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        if request.method == "POST":
-            length = request.headers.get("content-length")
-            if length is None:
-                return JSONResponse({"detail": "Send the body with a Content-Length header."}, status_code=411)
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                return JSONResponse({"detail": f"The request body is larger than {MAX_BODY_BYTES} bytes."},
-                                    status_code=413)
-        return await call_next(request)
+    app.add_middleware(RequestGuard, allowed_hosts=settings.allowed_hosts, body_limit=lambda path: MAX_BODY_BYTES,
+                       require_length=True)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422 list of field errors, with what cannot be written as JSON (NaN, lone surrogates)
+        written as text."""
+        return JSONResponse({"detail": _json_safe(exc.errors())}, status_code=422)
 
     def checked(text: str, what: str) -> str:
         if not text.strip():
@@ -146,8 +175,9 @@ def create_app(chatbot: Chatbot) -> FastAPI:
     @app.post("/search", response_model=SearchResponse, responses=_ERRORS)
     def search(body: SearchRequest) -> dict:
         """The ``k`` passages best matching ``query``, best first, with their offsets in the original files."""
-        passages = call(lambda: chatbot.search(checked(body.query, "query"), body.k))
-        return {"query": body.query, "passages": [p.to_dict() for p in passages]}
+        query = clean_question(checked(body.query, "query"), settings.max_question_chars)
+        passages = call(lambda: chatbot.search(query, body.k))
+        return {"query": query, "passages": [p.to_dict() for p in passages]}
 
     @app.post("/ask", response_model=AskResponse, responses=_ERRORS)
     def ask(body: AskRequest) -> dict:
@@ -155,12 +185,27 @@ def create_app(chatbot: Chatbot) -> FastAPI:
         question = checked(body.question, "question")
         return call(lambda: chatbot.ask(question, history=body.history, k=body.k or settings.top_k).to_dict())
 
-    @app.get("/health", response_model=Health)
+    @app.get("/health", response_model=Health, responses=_HOST_ERROR)
     def get_health() -> Health:
         """What is loaded: corpus documents, index chunks, embedder and reader."""
         return health
 
     return app
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` (error details) with non-finite numbers and other non-JSON values as text, lone surrogates replaced."""
+    if isinstance(value, dict):
+        return {_json_safe(k) if isinstance(k, str) else str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return valid_text(str(value))
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:

@@ -155,8 +155,15 @@ def _passage_record(p: Passage) -> dict:
 
 @contextmanager
 def _build_lock(index_dir: Path):
-    """Serialise builds of one index, so cleaning leftovers never hits a live build."""
-    with open(index_dir.with_name(f".{index_dir.name}.lock"), "a") as fh:
+    """Serialise builds of one index, so cleaning leftovers never hits a live build; ``IndexBuildError``
+    when the folder cannot be written (a read-only mount)."""
+    path = index_dir.with_name(f".{index_dir.name}.lock")
+    try:
+        fh = open(path, "a")
+    except OSError as exc:
+        raise IndexBuildError(f"Cannot write beside the index ({path}: {exc.strerror or exc}): the index in "
+                              f"{index_dir} can be read but not built or repaired.") from exc
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
 
@@ -178,8 +185,11 @@ def recover(index_dir: str | os.PathLike) -> None:
     leftovers = (p for kind in ("old", "tmp") for p in index_dir.parent.glob(f".{index_dir.name}.{kind}-*"))
     if not index_dir.parent.is_dir() or next(leftovers, None) is None:
         return
-    with _build_lock(index_dir):
-        _clean_leftovers(index_dir)
+    try:
+        with _build_lock(index_dir):
+            _clean_leftovers(index_dir)
+    except (IndexBuildError, OSError) as exc:  # read-only: the index, if whole, still answers
+        log.warning("cannot tidy up after an interrupted build of %s: %s", index_dir, exc)
 
 
 def _swap_in(new_dir: Path, index_dir: Path) -> None:
@@ -278,13 +288,19 @@ def build_index(
         for name, data in files.items():
             _write_durably(new_dir / name, data)
         checksums = {name: _sha256(data) for name, data in files.items()}
+        try:
+            encoder = {"query_encoder": _write_query_encoder(embedder, new_dir, checksums)}
+        except OSError as exc:  # no "query_encoder" field: the next start adds the encoder (add_query_encoder)
+            log.warning("the index in %s is written without its ONNX query encoder (%s: %s); queries are embedded "
+                        "by %s until the next start adds it", index_dir, type(exc).__name__, exc, embedder.name)
+            encoder = {}
         manifest = {
             "format_version": FORMAT_VERSION,
             "embedder": embedder.name,
             "dimension": embedder.dimension,
             "multilingual_embedder": multilingual.name if multilingual else None,
             "multilingual_dimension": multilingual.dimension if multilingual else None,
-            "query_encoder": _write_query_encoder(embedder, new_dir, checksums),
+            **encoder,
             "chunk_count": len(passages),
             "vector_index": vector_index_kind(len(passages), vector_index),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -341,13 +357,20 @@ def _new_version(index_dir: Path, doing: str):
 
 def _write_query_encoder(embedder: TextEmbedder, index_dir: Path, checksums: dict) -> dict | None:
     """Export the embedder's query encoder into ``index_dir``, durably, adding its files to ``checksums``;
-    returns its config (None when there is none)."""
-    config = _export_query_encoder(embedder, index_dir / QUERY_ENCODER_DIR)
+    returns its config (None when there is none). ``OSError`` (a full disk) leaves no encoder files."""
+    out_dir = index_dir / QUERY_ENCODER_DIR
+    config = _export_query_encoder(embedder, out_dir)
     if config is not None:
-        for path in sorted((index_dir / QUERY_ENCODER_DIR).iterdir()):
-            checksums[f"{QUERY_ENCODER_DIR}/{path.name}"] = _sha256(path.read_bytes())
-            _fsync(path)
-        _fsync(index_dir / QUERY_ENCODER_DIR)
+        written = {}
+        try:
+            for path in sorted(out_dir.iterdir()):
+                written[f"{QUERY_ENCODER_DIR}/{path.name}"] = _sha256(path.read_bytes())
+                _fsync(path)
+            _fsync(out_dir)
+        except OSError:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+        checksums.update(written)
     return config
 
 
@@ -359,6 +382,9 @@ def _export_query_encoder(embedder: TextEmbedder, out_dir: Path) -> dict | None:
         return None
     try:
         config = export(out_dir)
+    except OSError:  # a fault of this machine (full disk), not of the model: said, and repaired later
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     except ChatbotError:
         raise
     except Exception as exc:  # an exporter or model the export does not handle
@@ -387,7 +413,21 @@ def _read_manifest(index_dir: Path) -> dict:
             f"{path} has index format {manifest.get('format_version')!r}, this version reads "
             f"format {FORMAT_VERSION}: rebuild the index."
         )
+    for name, types in _MANIFEST_TYPES.items():
+        value = manifest.get(name)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise IndexLoadError(f"{path} has {name} {value!r:.80}, not a {types[0].__name__}: rebuild the index.")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest["checksums"].items()):
+        raise IndexLoadError(f"{path} has checksums that are not file names and sha256 strings: rebuild the index.")
     return manifest
+
+
+# The manifest's computed fields and their JSON types (the first named in messages); others are the caller's.
+_MANIFEST_TYPES = {
+    "embedder": (str,), "dimension": (int,), "chunk_count": (int,), "checksums": (dict,),
+    "multilingual_embedder": (str, type(None)), "multilingual_dimension": (int, type(None)),
+    "query_encoder": (dict, type(None)),
+}
 
 
 def _read_verified(index_dir: Path, name: str, manifest: dict) -> bytes:

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 from .chunking import chunk_corpus
 from .config import Settings
 from .conversation import clarification, resolve_followup
-from .corpus import detect_language, file_sha256, load_corpus
+from .corpus import detect_language, file_sha256, load_corpus, source_name
 from .embedding import Embedder, OnnxQueryEmbedder, TextEmbedder, make_embedder
 from .errors import IndexBuildError, IndexLoadError, ModelLoadError
-from .questions import clean_question  # noqa: F401 (part of this module's API)
+from .questions import clean_history, clean_question, clip
 from .index import VectorIndex, add_query_encoder, build_index, is_stale, load_index, recover
 from .onnx_runtime import check_runtime, onnxruntime_available
 from .reader import ONNX_FILES, Reader
@@ -58,7 +58,7 @@ def corpus_files(corpus_dir: Path) -> dict[str, str]:
         raise IndexBuildError(f"Corpus directory {corpus_dir} does not exist: create it, or point corpus_dir= "
                               "(the command line's --corpus DIR, or CHATBOT_CORPUS) at your documents.")
     return {
-        p.name: file_sha256(p)
+        source_name(p): file_sha256(p)
         for p in sorted(corpus_dir.iterdir(), key=lambda p: p.name)
         if p.is_file() and not p.name.startswith(".")
     }
@@ -134,6 +134,17 @@ def query_embedder(index: VectorIndex, embedder: TextEmbedder, settings: Setting
 
 
 # ---------------------------------------------------------------- answering
+
+
+def searched_for(question: str, history: list[str] | None, answers: list[str] | None, settings: Settings) -> str:
+    """The query ``question`` is searched for (follow-ups get their earlier subject), at most
+    ``max_query_chars`` long whatever the history: only the last ``max_history_turns`` questions and
+    answers are used, each cleaned as a question and cut to ``max_question_chars``. ``ValueError`` when
+    the question is empty or the history is not a list."""
+    s = settings
+    history = clean_history(history, s.max_history_turns, s.max_question_chars)
+    answers = clean_history(answers, s.max_history_turns, s.max_question_chars) if answers is not None else None
+    return clip(resolve_followup(clean_question(question, s.max_question_chars), history, answers), s.max_query_chars)
 
 
 def check_k(k) -> int:
@@ -225,8 +236,8 @@ class Chatbot(Retriever):
             self.multilingual_reader.read("What is this?", ["Это пробный текст."], top_k=1)
 
     def rewrite(self, question: str, history: list[str] | None = None, answers: list[str] | None = None) -> str:
-        """The query a question is searched for (follow-ups get their earlier subject)."""
-        return resolve_followup(clean_question(question, self.settings.max_question_chars), history or [], answers)
+        """The query a question is searched for (:func:`searched_for`)."""
+        return searched_for(question, history, answers, self.settings)
 
     def ask(self, question: str, history: list[str] | None = None, k: int = 5,
             answers: list[str] | None = None) -> Answer:
@@ -235,19 +246,23 @@ class Chatbot(Retriever):
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
         check_k(k)
-        searched_for = resolve_followup(question, history or [], answers)
-        unclear = clarification(question, history or [], answers)
+        limits = self.settings
+        history = clean_history(history, limits.max_history_turns, limits.max_question_chars)
+        answers = (clean_history(answers, limits.max_history_turns, limits.max_question_chars)
+                   if answers is not None else None)
+        query = searched_for(question, history, answers, limits)
+        unclear = clarification(question, history, answers)
         if unclear:  # "it" with nothing to refer to: ask back instead of guessing
             return Answer(question=question, searched_for=question, text=None, score=0.0, clarification=unclear,
                           latency_ms=round((time.perf_counter() - started) * 1000, 1))
-        passages = self.retriever.retrieve(searched_for, k)
-        language = detect_language(searched_for)
+        passages = self.retriever.retrieve(query, k)
+        language = detect_language(query)
         ranks = best_ranks(passages, language)
-        spans = self._read(searched_for, passages, ranks, language)
+        spans = self._read(query, passages, ranks, language)
         # Spans are ranked by their probability under the rank discount, weighed by their sentence's
         # closeness to the question; the answer's confidence (and the abstention) leaves that weight out.
         confidence = [s.score * self.settings.rank_decay ** ranks[s.passage_index] for s in spans]
-        closeness = self._closeness(searched_for, passages, spans)
+        closeness = self._closeness(query, passages, spans)
         weights = self.relevance.weights(closeness) if closeness else [1.0] * len(spans)
         order = sorted(range(len(spans)), key=lambda i: -confidence[i] * weights[i])
         ranked = [spans[i] for i in order]
@@ -262,7 +277,7 @@ class Chatbot(Retriever):
             best = balanced(best, passages[best.passage_index].text)
         return Answer(
             question=question,
-            searched_for=searched_for,
+            searched_for=query,
             text=best.text if best else None,
             score=round(best_score, 4),
             citations=self._citations(passages, best),

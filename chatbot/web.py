@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -21,11 +22,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no teleme
 
 import gradio as gr  # noqa: E402
 
+from starlette.middleware import Middleware  # noqa: E402
+
 from .config import Settings  # noqa: E402
 from .conversation import Conversation  # noqa: E402
 from .errors import ChatbotError  # noqa: E402
 from .feedback import feedback_row, record  # noqa: E402
-from .questions import check_question  # noqa: E402
+from .guard import RequestGuard  # noqa: E402
+from .questions import check_question, clean_question, valid_text  # noqa: E402
 from .types import Answer, Citation, Span  # noqa: E402
 from .workers import AnswerWorkers  # noqa: E402
 
@@ -42,6 +46,10 @@ LOADING = "Indexing the corpus and loading the models… You can type a question
 READY = "Ready: ask a question about the news articles."
 FAILED = "The chatbot could not start: "
 INTERNAL_ERROR = "Sorry, something went wrong while answering. Please try again."
+# Uploads (multipart) may exceed the corpus file limit by this much: the form's own bytes.
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
+# Gradio's temporary files (uploads) older than this are deleted, checked as often.
+TEMP_FILE_MAX_AGE_S = 3600
 
 # The answer's highlight: dark text on yellow in both themes (contrast about 15:1; the theme's own <mark>
 # keeps the light text of dark mode on a bright background). Citations read as quotes.
@@ -239,7 +247,7 @@ class Handlers:
         one that cannot be asked (too long, no words) stays in the box, with the reason under it.
         """
         turns = list(turns or [])
-        message = str(message or "")
+        message = valid_text(str(message or ""))  # lone surrogates cannot be stored in the browser or shown
         problem = check_question(message, self.settings.max_question_chars)
         if problem:
             yield gr.skip(), gr.skip(), gr.skip(), (escape_text(problem) if message.strip() else "")
@@ -307,17 +315,34 @@ class Handlers:
     def api_ask(self, question: str, history: list[str] | None = None) -> dict:
         """``/ask``: the same dict as ``chatbot ask --json``."""
         self._api_check(question)
+        self._api_check_history(history)
         return self._api_call(lambda bot: bot.ask(question, history=list(history or []), k=self.settings.top_k).to_dict())
 
     def api_search(self, query: str, k: int = 5) -> dict:
         """``/search``: the ``k`` passages best matching ``query``."""
         self._api_check(query)
-        return self._api_call(lambda bot: {"query": query, "passages": [p.to_dict() for p in bot.search(query, int(k))]})
+        query = clean_question(query, self.settings.max_question_chars)
+        k = int(k) if isinstance(k, float) and k.is_integer() else k  # JSON's 5.0 is 5; NaN is refused by search
+        return self._api_call(lambda bot: {"query": query, "passages": [p.to_dict() for p in bot.search(query, k)]})
 
     def _api_check(self, text: str) -> None:
         problem = check_question(text, self.settings.max_question_chars)
         if problem:
             raise gr.Error(problem)
+
+    def _api_check_history(self, history: Any) -> None:
+        """The HTTP API's bounds on ``history``: a list of at most ``max_history_turns`` questions, each
+        at most ``max_question_chars`` long."""
+        s = self.settings
+        if history is None:
+            return
+        if not isinstance(history, list) or not all(isinstance(h, str) for h in history):
+            raise gr.Error("The history must be a list of the earlier questions, oldest first.")
+        if len(history) > s.max_history_turns:
+            raise gr.Error(f"The history has {len(history)} questions: send at most the last {s.max_history_turns}.")
+        if (longest := max((len(h) for h in history), default=0)) > s.max_question_chars:
+            raise gr.Error(f"A question in the history is too long ({longest} characters): "
+                           f"each must be under {s.max_question_chars}.")
 
     def _api_call(self, fn: Callable[[Any], dict]) -> dict:
         try:
@@ -357,7 +382,8 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
     def status() -> tuple[str, gr.Timer]:
         return handlers.backend.status(), gr.Timer(active=not handlers.backend.ready)
 
-    with gr.Blocks(title="News QA chatbot", analytics_enabled=False) as app:
+    with GuardedBlocks(settings, title="News QA chatbot", analytics_enabled=False,
+                       delete_cache=(TEMP_FILE_MAX_AGE_S, TEMP_FILE_MAX_AGE_S)) as app:
         gr.HTML(f"<style>{CSS}</style>", padding=False)
         gr.Markdown("## News QA chatbot\nAsk about the news articles: every answer quotes the passage it comes from.")
         status_line = gr.Markdown(handlers.backend.status(), elem_id="status")
@@ -404,6 +430,56 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
         gr.api(api_search, api_name="search")
     app.queue(default_concurrency_limit=settings.concurrency, max_size=settings.web_queue_size)
     return app
+
+
+class GuardedBlocks(gr.Blocks):
+    """``gr.Blocks`` whose ``launch`` always adds the :class:`~chatbot.guard.RequestGuard` (Host, Origin,
+    body size: ``web_max_body_bytes``, uploads ``max_file_bytes``), Gradio's own ``max_file_size``, and
+    a temporary folder of this process's own that the next start removes if this one is killed."""
+
+    def __init__(self, settings: Settings, **kwargs):
+        super().__init__(**kwargs)
+        self.chatbot_settings = settings
+
+    def launch(self, *args, **kwargs):
+        s = self.chatbot_settings
+        kwargs.setdefault("max_file_size", s.max_file_bytes)
+        app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+        app_kwargs["middleware"] = [
+            *app_kwargs.get("middleware", []),
+            Middleware(RequestGuard, allowed_hosts=s.allowed_hosts,
+                       body_limit=lambda path: (s.max_file_bytes + UPLOAD_OVERHEAD_BYTES if path.endswith("/upload")
+                                                else s.web_max_body_bytes)),
+        ]
+        if "GRADIO_TEMP_DIR" not in os.environ:
+            os.environ["GRADIO_TEMP_DIR"] = str(own_temp_dir())
+        return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
+
+
+TEMP_DIR_PREFIX = "chatbot-web-"
+
+
+def own_temp_dir(parent: str | None = None) -> str:
+    """This process's folder for Gradio's temporary files (``chatbot-web-PID`` in the system's temp
+    folder), after removing those of processes that no longer run (a killed server's uploads)."""
+    parent = parent or tempfile.gettempdir()
+    for folder in os.scandir(parent):
+        pid = folder.name.removeprefix(TEMP_DIR_PREFIX)
+        if folder.name.startswith(TEMP_DIR_PREFIX) and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder.path, ignore_errors=True)
+    own = os.path.join(parent, f"{TEMP_DIR_PREFIX}{os.getpid()}")
+    os.makedirs(own, exist_ok=True)
+    return own
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> None:

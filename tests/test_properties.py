@@ -9,10 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatbot.chunking import chunk_document
-from chatbot.config import ChunkingSettings
+from chatbot.config import ChunkingSettings, Settings
 from chatbot.conversation import resolve_followup
 from chatbot.corpus import find_segments
-from chatbot.questions import check_question, clean_question
+from chatbot.pipeline import searched_for
+from chatbot.questions import check_question, clean_history, clean_question
 from chatbot.types import Document
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -105,3 +106,44 @@ def test_followup_rewriting_keeps_the_question_and_never_raises(question, histor
 def test_clean_question_examples(question):
     assert clean_question(question, 1000) == " ".join(
         "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in question).split())
+
+
+# Any code point, lone surrogates included (JSON "\ud800", command-line bytes that are not UTF-8).
+RAW_TEXT = st.text(st.characters(exclude_categories=()), max_size=300)
+HISTORY_ENTRY = RAW_TEXT | st.text(st.sampled_from("Colossus xAI \ud800\x1b"), min_size=1000, max_size=5000) \
+    | st.none() | st.integers()
+
+
+def _removed(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Cs")
+
+
+@PROPERTY
+@given(history=st.lists(HISTORY_ENTRY, max_size=40), max_turns=st.integers(0, 25), max_chars=MAX)
+def test_history_cleaning_is_bounded_clean_and_idempotent(history, max_turns, max_chars):
+    cleaned = clean_history(history, max_turns, max_chars)
+    assert len(cleaned) == min(len(history), max_turns)
+    for entry in cleaned:
+        assert len(entry) <= max_chars and entry == entry.strip() and not any(_removed(ch) for ch in entry)
+    assert clean_history(cleaned, max_turns, max_chars) == cleaned
+
+
+@PROPERTY
+@given(question=RAW_TEXT, max_chars=MAX)
+def test_clean_question_removes_lone_surrogates(question, max_chars):
+    try:
+        cleaned = clean_question(question, max_chars)
+    except ValueError:
+        return
+    assert not any(_removed(ch) for ch in cleaned)
+    cleaned.encode("utf-8")  # can be written anywhere
+
+
+@PROPERTY
+@given(question=RAW_TEXT.filter(lambda q: check_question(q, 1000) is None),
+       history=st.lists(HISTORY_ENTRY, max_size=40), answers=st.none() | st.lists(HISTORY_ENTRY, max_size=40))
+def test_the_searched_for_query_is_bounded_for_any_history(question, history, answers):
+    settings = Settings()
+    query = searched_for(question, history, answers, settings)
+    assert query.startswith(clean_question(question, settings.max_question_chars))
+    assert len(query) <= settings.max_query_chars and not any(_removed(ch) for ch in query)
