@@ -84,8 +84,13 @@ def test_a_hostile_history_gets_a_bounded_answer(real_bot, monkeypatch):
     seen = []
     retrieve = real_bot.retriever.retrieve
     monkeypatch.setattr(real_bot.retriever, "retrieve", lambda query, k: (seen.append(query), retrieve(query, k))[1])
-    answer = real_bot.ask(FOLLOW_UP, history=[HOSTILE_WORD] * 100, answers=[HOSTILE_WORD] * 100)
+    answer = real_bot.ask(FOLLOW_UP, history=[f"What is Colossus? {HOSTILE_WORD}"] * 100,
+                          answers=[HOSTILE_WORD] * 100)
     assert answer.citations and len(seen[0]) <= SETTINGS.max_query_chars and answer.searched_for == seen[0]
+    assert "Colossus" in answer.searched_for
+    # A history of nothing but over-long words gives "it" nothing to refer to: the bot asks back, searching nothing.
+    asked_back = real_bot.ask(FOLLOW_UP, history=[HOSTILE_WORD] * 100, answers=[HOSTILE_WORD] * 100)
+    assert asked_back.clarification and not asked_back.citations and len(seen) == 1
 
 
 # ---------------------------------------------------------------- the servers
@@ -163,10 +168,10 @@ def test_http_k_written_as_a_whole_float_is_the_integer_the_schema_allows(http):
 
 
 def test_web_chat_answers_or_refuses_surrogates_and_the_reply_can_be_sent(handlers):
-    *_, (messages, _, _) = handlers.respond("\ud800", [], None)
-    assert "in words" in messages[-1]["content"]
-    *_, (messages, _, conversation) = handlers.respond("Who is the CEO of OpenAI? \ud800", [], None)
-    orjson.dumps(messages)  # what Gradio's event stream does with them: no UnicodeEncodeError
+    *_, (_, _, _, hint) = handlers.respond("\ud800", [])
+    assert "in words" in hint
+    *_, (messages, _, turns, _) = handlers.respond("Who is the CEO of OpenAI? \ud800", [])
+    orjson.dumps([messages, turns])  # what Gradio's event stream does with them: no UnicodeEncodeError
     assert "searched for" in messages[-1]["content"]
     orjson.dumps(handlers.api_ask("How old is he?", ["Who is the CEO of OpenAI? \udcff"]))
     result = handlers.api_search("Colossus \udcff", 3.0)
