@@ -49,7 +49,7 @@ MULTILINGUAL_FAISS_FILE = "multilingual.faiss"
 PASSAGES_FILE = "passages.jsonl"
 MANIFEST_FILE = "manifest.json"
 QUERY_ENCODER_DIR = "query_encoder"
-_PASSAGE_FIELDS = ("text", "source", "title", "start", "end", "lang")
+_PASSAGE_FIELDS = ("text", "source", "title", "start", "end", "lang", "page")
 _COMPUTED_FIELDS = frozenset({"format_version", "embedder", "dimension", "multilingual_embedder",
                               "multilingual_dimension", "chunk_count", "vector_index", "created_at",
                               "checksums", "query_encoder"})

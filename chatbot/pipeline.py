@@ -355,7 +355,7 @@ class Chatbot(Retriever):
             p = passages[i]
             answer = best is not None and i == best.passage_index
             citations.append(Citation(
-                source=p.source, title=p.title, start=p.start, end=p.end, text=p.text,
+                source=p.source, title=p.title, start=p.start, end=p.end, text=p.text, page=p.page,
                 answer_start=p.start + best.start if answer else None,
                 answer_end=p.start + best.end if answer else None,
             ))
