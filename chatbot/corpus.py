@@ -100,9 +100,11 @@ def _read_metadata(path: Path, skipped: list[SkippedFile]) -> dict:
     return {name: entry for name, entry in data.items() if isinstance(entry, dict)}
 
 
-def load_file(path: Path, meta: dict, max_bytes: int) -> tuple[Document | None, str]:
-    """One file as a :class:`Document` (``meta``: its metadata.json entry), or ``(None, reason)``."""
-    if reason := unsupported(path.name):
+def load_file(path: Path, meta: dict, max_bytes: int, name: str | None = None) -> tuple[Document | None, str]:
+    """One file as a :class:`Document` (``meta``: its metadata.json entry), or ``(None, reason)``.
+    ``name`` (default: the file's) is the document's source name, whose suffix picks the converter."""
+    name = name or path.name
+    if reason := unsupported(name):
         return None, reason
     try:
         size = path.stat().st_size
@@ -112,7 +114,7 @@ def load_file(path: Path, meta: dict, max_bytes: int) -> tuple[Document | None, 
     except OSError as exc:
         return None, f"unreadable: {exc.strerror or exc}"
     try:
-        extracted = convert(path.name, data)
+        extracted = convert(name, data)
     except ConversionError as exc:
         return None, str(exc)
     text = extracted.text
@@ -130,7 +132,7 @@ def load_file(path: Path, meta: dict, max_bytes: int) -> tuple[Document | None, 
     extra["sha256"] = hashlib.sha256(data).hexdigest()
     if extracted.notes:
         extra["notes"] = list(extracted.notes)
-    return Document(path.name, title, lang, text, tuple(segments), extra, extracted.pages), ""
+    return Document(name, title, lang, text, tuple(segments), extra, extracted.pages), ""
 
 
 # ---------------------------------------------------------------- language
