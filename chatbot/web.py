@@ -18,24 +18,19 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no teleme
 
 import gradio as gr  # noqa: E402
 
-from .config import Settings  # noqa: E402
+from .config import Settings, UiSettings  # noqa: E402
 from .conversation import Conversation  # noqa: E402
 from .errors import ChatbotError  # noqa: E402
 from .questions import check_question  # noqa: E402
 from .types import Answer, Citation  # noqa: E402
+from .web_documents import documents_tab  # noqa: E402
 from .workers import AnswerWorkers  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = [
-    "Which platform is Grok integrated into?",
-    "Who is the technical advisor of the AI Infrastructure Partnership?",
-    "Сколько денег уже собрал стартап Маска?",
-    "What is the capital of France?",
-]
-NOT_FOUND = "I couldn't find the answer to that in the news articles."
+NOT_FOUND = "I couldn't find the answer to that in the documents."
 LOADING = "Indexing the corpus and loading the models… You can type a question now: it is answered as soon as this is done."
-READY = "Ready: ask a question about the news articles."
+READY = "Ready: ask a question about the documents."
 FAILED = "The chatbot could not start: "
 INTERNAL_ERROR = "Sorry, something went wrong while answering. Please try again."
 
@@ -67,10 +62,11 @@ def highlight(citation: Citation) -> str:
 
 
 def format_citation(citation: Citation) -> str:
-    """One passage as a quote headed by its article's title and file name."""
+    """One passage as a quote headed by its document's title, file name and page ("p. 3")."""
+    page = f", p. {citation.page}" if citation.page is not None else ""
     return (
         f'<blockquote class="citation"><div><strong>{escape_text(citation.title)}</strong>'
-        f" — <code>{escape_text(citation.source)}</code></div>{highlight(citation)}</blockquote>"
+        f" — <code>{escape_text(citation.source)}</code>{page}</div>{highlight(citation)}</blockquote>"
     )
 
 
@@ -230,6 +226,7 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
     """The web chat; starts loading the chatbot (``chatbot_factory()``, default
     ``Chatbot.load(settings=settings)``) in the background right away."""
     settings = settings or Settings.from_env()
+    ui = UiSettings.for_corpus(settings.corpus_dir, settings.title)
     handlers = Handlers(Backend(chatbot_factory or _default_factory(settings)), settings)
 
     def api_ask(question: str, history: list[str] | None = None) -> dict:
@@ -241,17 +238,22 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
     def status() -> tuple[str, gr.Timer]:
         return handlers.backend.status(), gr.Timer(active=not handlers.backend.ready)
 
-    with gr.Blocks(title="News QA chatbot", analytics_enabled=False) as app:
-        gr.Markdown("## News QA chatbot\nAsk about the news articles: every answer quotes the passage it comes from.")
+    with gr.Blocks(title=ui.title, analytics_enabled=False) as app:
+        gr.Markdown(f"## {escape_text(ui.title)}\n{escape_text(ui.intro)}")
         status_line = gr.Markdown(handlers.backend.status(), elem_id="status")
-        chat = gr.Chatbot(label="Chat", height=600, latex_delimiters=[], elem_id="chat",
-                          feedback_options=None, buttons=["copy"])
-        conversation = gr.State(None)  # a Conversation, created on the first question
-        with gr.Row():
-            question = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=8, elem_id="question")
-            send = gr.Button("Ask", variant="primary", scale=1, min_width=80)
-            clear = gr.Button("Clear", scale=1, min_width=80, elem_id="clear")
-        gr.Examples(EXAMPLES, inputs=question, label="Examples")
+        with gr.Tab("Chat", elem_id="chat-tab"):
+            chat = gr.Chatbot(label="Chat", height=600, latex_delimiters=[], elem_id="chat",
+                              feedback_options=None, buttons=["copy"])
+            conversation = gr.State(None)  # a Conversation, created on the first question
+            with gr.Row():
+                question = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=8, elem_id="question")
+                send = gr.Button("Ask", variant="primary", scale=1, min_width=80)
+                clear = gr.Button("Clear", scale=1, min_width=80, elem_id="clear")
+            if ui.examples:
+                gr.Examples(list(ui.examples), inputs=question, label="Examples")
+        with gr.Tab("Documents", elem_id="documents-tab") as documents:
+            docs, docs_table, docs_choice = documents_tab(handlers.backend, settings)
+        documents.select(docs.listing, outputs=[docs_table, docs_choice], queue=False, api_visibility="private")
 
         timer = gr.Timer(1.0)
         timer.tick(status, outputs=[status_line, timer], queue=False, show_progress="hidden",
@@ -270,4 +272,5 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Build the app for ``settings`` and serve it until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_app(settings=settings).launch(server_name=host, server_port=port, footer_links=["api"])
+    build_app(settings=settings).launch(server_name=host, server_port=port, footer_links=["api"],
+                                        max_file_size=settings.max_file_bytes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -286,3 +287,90 @@ def test_a_file_dropped_into_the_corpus_folder_is_found_without_a_restart(librar
     (tmp_path / "corpus" / "orchard.docx").write_bytes(make_docx())
     hits = retriever.search("Who chairs the Brennick orchard cooperative?", k=2)
     assert hits[0].source == "orchard.docx" and DOCX_ANSWER in hits[0].text and hits[0].page is None
+
+
+# ---------------------------------------------------------------- HTTP /documents
+
+
+@pytest.fixture
+def http_bot(tmp_path, embedder, tiny_reader_dir):
+    from chatbot.pipeline import Chatbot
+    from chatbot.reader import Reader
+
+    settings = settings_for(tmp_path).with_(reader=str(tiny_reader_dir), allow_uploads=True, relevance_encoder="",
+                                            max_file_bytes=2**19)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "council.txt").write_text(ARTICLE, encoding="utf-8")
+    return Chatbot(ensure_index(settings, embedder=embedder), settings, embedder, Reader(tiny_reader_dir))
+
+
+def test_http_documents_upload_list_delete(http_bot, local_servers):
+    import httpx
+
+    from chatbot.http_api import create_app
+
+    with httpx.Client(base_url=local_servers.http(create_app(http_bot)), timeout=120) as http:
+        schema = http.get("/openapi.json").json()
+        assert {"get", "post"} <= set(schema["paths"]["/documents"]) and "delete" in schema["paths"]["/documents/{name}"]
+        response = http.post("/documents", files=[("files", ("harbour.pdf", make_pdf(), "application/pdf")),
+                                                  ("files", ("bad.docx", make_zip_as_docx(), "application/zip"))])
+        assert response.status_code == 200, response.text
+        assert [(d["name"], d["status"], d["pages"]) for d in response.json()["documents"]] == [
+            ("harbour.pdf", "indexed", 3), ("bad.docx", "refused", None)]
+        assert [d["name"] for d in http.get("/documents").json()["documents"]] == ["council.txt", "harbour.pdf"]
+        assert http.get("/health").json()["documents"] == 2
+        passages = http.post("/search", json={"query": "Velmar Marine dredging", "k": 1}).json()["passages"]
+        assert passages[0]["source"] == "harbour.pdf" and passages[0]["page"] == 2
+        big = [("files", ("big.txt", b"x" * 2**20, "text/plain"))]
+        (refused,) = http.post("/documents", files=big).json()["documents"]  # over the file limit, within the body's
+        assert refused["status"] == "refused" and "CHATBOT_MAX_FILE_MB" in refused["note"]
+        assert http.delete("/documents/harbour.pdf").status_code == 204
+        assert http.delete("/documents/harbour.pdf").status_code == 404
+        assert [d["name"] for d in http.get("/documents").json()["documents"]] == ["council.txt"]
+
+    http_bot.settings = http_bot.settings.with_(max_file_bytes=2**16)
+    with httpx.Client(base_url=local_servers.http(create_app(http_bot)), timeout=60) as http:
+        too_big = http.post("/documents", files=[("files", ("big.txt", b"x" * 2**21, "text/plain"))])
+        assert too_big.status_code == 413 and "CHATBOT_MAX_FILE_MB" in too_big.json()["detail"]
+
+    http_bot.settings = http_bot.settings.with_(allow_uploads=False)
+    with httpx.Client(base_url=local_servers.http(create_app(http_bot)), timeout=60) as http:
+        refused = http.post("/documents", files=[("files", ("a.txt", b"Some text here.", "text/plain"))])
+        assert refused.status_code == 403 and "--allow-uploads" in refused.json()["detail"]
+        assert http.delete("/documents/council.txt").status_code == 403
+        assert http.get("/documents").status_code == 200
+
+
+# ---------------------------------------------------------------- real answers
+
+
+def test_pdf_docx_and_html_answers_cite_the_right_document_and_page(tmp_path, embedder, trained_reader):
+    """The news corpus plus a PDF, a DOCX and an HTML page: each answered from its own file, the PDF
+    from page 2, and the HTML page's navigation and footer never cited."""
+    import shutil
+
+    from sample_documents import DOCX_QUESTION, HTML_ANSWER, HTML_QUESTION, PDF_QUESTION
+
+    from chatbot.pipeline import Chatbot
+    from chatbot.reader import Reader
+
+    corpus = write_samples(tmp_path / "corpus")
+    for path in (Path(__file__).resolve().parents[1] / "corpus").iterdir():
+        shutil.copy(path, corpus / path.name)
+    settings = Settings().with_(corpus_dir=corpus, index_dir=tmp_path / "index", reader=trained_reader)
+    bot = Chatbot(ensure_index(settings, embedder=embedder), settings, embedder, Reader(trained_reader))
+    assert {d.source for d in load_corpus(corpus)[0]} >= {"harbour.pdf", "orchard.docx", "bridge.html"}
+    for question, answer, source, page in ((PDF_QUESTION, PDF_ANSWER, "harbour.pdf", 2),
+                                           (DOCX_QUESTION, DOCX_ANSWER, "orchard.docx", None),
+                                           (HTML_QUESTION, HTML_ANSWER, "bridge.html", None)):
+        reply = bot.ask(question)
+        assert reply.text is not None and answer in reply.text, (question, reply.text)
+        cited = reply.citations[0]
+        assert (cited.source, cited.page) == (source, page)
+        assert reply.to_dict()["citations"][0]["page"] == page
+        stored = {d["source"]: d["text"] for d in bot.index.documents}[source]
+        assert stored[cited.start:cited.end] == cited.text
+        assert stored[cited.answer_start:cited.answer_end] == reply.text
+    for c in bot.ask("Kettle Valley Times newsletter copyright").citations:
+        assert HTML_NAV not in c.text and HTML_FOOTER not in c.text

@@ -30,7 +30,15 @@ _UNSAFE = re.compile(r"[^\w.\- ]+")
 
 
 class DocumentError(ChatbotError):
-    """A document request that cannot be done (unknown name, uploads off); the message says why."""
+    """A document request that cannot be done; the message says why."""
+
+
+class UploadsOff(DocumentError):
+    """Adding or removing documents when the server was not started with ``--allow-uploads``."""
+
+
+class NoSuchDocument(DocumentError):
+    """Removing a document that the corpus folder does not have."""
 
 
 @dataclass(frozen=True)
@@ -99,9 +107,10 @@ class DocumentLibrary:
         self.bot.refresh(wait=False)  # files dropped into the folder show up here too
         return list_documents(self.bot.index)
 
-    def _check_allowed(self) -> None:
+    def check_allowed(self) -> None:
+        """``UploadsOff`` unless the settings allow adding and removing documents."""
         if not self.settings.allow_uploads:
-            raise DocumentError(UPLOADS_OFF)
+            raise UploadsOff(UPLOADS_OFF)
 
     def check(self, name: str, size: int) -> str | None:
         """Why a file called ``name`` of ``size`` bytes cannot be added (type or size), or None."""
@@ -117,7 +126,7 @@ class DocumentLibrary:
         written. The rest go into the corpus folder (a file of the same name is replaced) and are
         indexed together. Returns one :class:`DocumentInfo` per file, in order.
         """
-        self._check_allowed()
+        self.check_allowed()
         results: list[tuple[str, str | None]] = []  # (name, why it was refused)
         with self._lock:
             for original, path in files:
@@ -139,11 +148,11 @@ class DocumentLibrary:
 
     def remove(self, name: str) -> None:
         """Delete the document file ``name`` from the corpus folder and its passages from the index."""
-        self._check_allowed()
+        self.check_allowed()
         path = self.corpus_dir / str(name)
         if (name in CORPUS_CONFIG_FILES or path.name != name or name.startswith(".")
                 or not path.is_file()):
-            raise DocumentError(f"No document called {name!r} in the corpus folder.")
+            raise NoSuchDocument(f"No document called {name!r} in the corpus folder.")
         with self._lock:
             path.unlink()
             self.bot.refresh()
