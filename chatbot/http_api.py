@@ -161,14 +161,22 @@ def create_app(chatbot: Chatbot) -> FastAPI:
 
     workers = AnswerWorkers(settings.concurrency)  # the rest wait their turn: flat memory, fair latency
 
-    def call(fn: Callable[[], Any]) -> Any:
+    def answered(fn: Callable[[], Any]) -> Any:
+        """``fn()``, its errors as HTTP errors with their message."""
         try:
-            return workers.run(fn)
+            return fn()
+        except UploadsOff as exc:
+            raise HTTPException(403, str(exc)) from exc
+        except NoSuchDocument as exc:
+            raise HTTPException(404, str(exc)) from exc
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from exc
         except ChatbotError as exc:
             log.exception("the chatbot failed")
             raise HTTPException(503, str(exc)) from exc
+
+    def call(fn: Callable[[], Any]) -> Any:
+        return answered(lambda: workers.run(fn))
 
     @app.post("/search", response_model=SearchResponse, responses=_ERRORS)
     def search(body: SearchRequest) -> dict:
@@ -190,29 +198,18 @@ def create_app(chatbot: Chatbot) -> FastAPI:
                       chunks=len(index), embedder=index.embedder_name,
                       reader=_reader_name(chatbot.reader.model_name_or_path))
 
-    def documents_call(fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except UploadsOff as exc:
-            raise HTTPException(403, str(exc)) from exc
-        except NoSuchDocument as exc:
-            raise HTTPException(404, str(exc)) from exc
-        except ChatbotError as exc:
-            log.exception("updating the index failed")
-            raise HTTPException(503, str(exc)) from exc
-
     @app.get("/documents", response_model=DocumentList, responses=_DOCUMENT_ERRORS)
     def get_documents() -> dict:
         """The corpus folder's documents: indexed ones with title, language, pages and chunks, skipped ones with
         the reason. Files dropped into the folder are indexed first."""
-        return {"documents": [d.to_dict() for d in documents_call(library.list)]}
+        return {"documents": [d.to_dict() for d in answered(library.list)]}
 
     @app.post("/documents", response_model=DocumentList, responses=_DOCUMENT_ERRORS)
     def post_documents(files: list[UploadFile]) -> dict:
         """Add documents (multipart field ``files``, one or more; .pdf, .docx, .html, .md, .txt) and index them
         (only their passages are embedded); a file of the same name is replaced. Each file's result comes back:
         ``refused`` with the reason for one of another type, too large, or unreadable. Needs ``--allow-uploads``."""
-        documents_call(library.check_allowed)
+        answered(library.check_allowed)
         if len(files) > MAX_UPLOAD_FILES:
             raise HTTPException(413, f"Send at most {MAX_UPLOAD_FILES} files at once.")
         with tempfile.TemporaryDirectory(prefix="chatbot-upload-") as tmp:
@@ -223,13 +220,13 @@ def create_app(chatbot: Chatbot) -> FastAPI:
                     while block := upload.file.read(1 << 20):
                         out.write(block)
                 saved.append((upload.filename or "", path))
-            return {"documents": [d.to_dict() for d in documents_call(lambda: library.add(saved))]}
+            return {"documents": [d.to_dict() for d in answered(lambda: library.add(saved))]}
 
     @app.delete("/documents/{name}", status_code=204, responses=_DOCUMENT_ERRORS)
     def delete_document(name: str) -> Response:
         """Remove the document ``name`` from the corpus folder and its passages from the index. Needs
         ``--allow-uploads``."""
-        documents_call(lambda: library.remove(name))
+        answered(lambda: library.remove(name))
         return Response(status_code=204)
 
     return app

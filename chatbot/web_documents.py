@@ -15,7 +15,7 @@ import gradio as gr
 from .config import Settings
 from .errors import ChatbotError
 from .ingest.converters import SUPPORTED_SUFFIXES
-from .ingest.documents import UPLOADS_OFF, DocumentInfo, DocumentLibrary
+from .ingest.documents import UPLOADS_OFF, DocumentInfo, DocumentLibrary, list_documents
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,11 @@ class DocumentsTab:
         """The table's rows and the removal choices."""
         if not self.backend.ready or self.backend.error is not None:
             return [], gr.update(choices=[])
-        documents = self.library().list()
+        try:
+            documents = self.library().list()
+        except ChatbotError as exc:  # the folder changed and the update failed: the list is the index's
+            log.warning("%s", exc)
+            documents = list_documents(self.backend.bot().index)
         return [_row(d) for d in documents], gr.update(choices=[d.name for d in documents], value=None)
 
     def upload(self, paths: list[str] | None, progress=gr.Progress()) -> tuple[str, list[list], dict, None]:

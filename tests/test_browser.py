@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,28 +54,36 @@ see ![logo](http://evil.example/logo.png), <a href="http://evil.example/a">this 
 """
 
 
+@contextmanager
+def running_app(tmp: Path, corpus: Path, port: int, *options: str):
+    """``python app.py`` over ``corpus`` (with ``options``) and a fresh index in ``tmp``; yields its URL."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                        "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost"}
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        proc = start_process([sys.executable, "app.py", "--port", str(port), "--index", str(tmp / "index"),
+                              "--corpus", str(corpus), *options], url, tmp / "server.log", cwd=ROOT, env=env,
+                             startup_s=STARTUP_S)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, free_port_factory):
     """``python app.py`` over the demo corpus plus :data:`HOSTILE_DOC`, with a fresh index folder; yields its URL."""
     tmp = tmp_path_factory.mktemp("web")
     corpus = Path(shutil.copytree(ROOT / "corpus", tmp / "corpus"))
     (corpus / "zz_hostile.md").write_text(HOSTILE_DOC, encoding="utf-8")
-    port = free_port_factory()
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-                        "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost"}
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        proc = start_process([sys.executable, "app.py", "--port", str(port), "--index", str(tmp / "index"),
-                              "--corpus", str(corpus)], url, tmp / "server.log", cwd=ROOT, env=env,
-                             startup_s=STARTUP_S)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with running_app(tmp, corpus, free_port_factory()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

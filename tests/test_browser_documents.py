@@ -3,17 +3,12 @@ about its second page; the answer cites that page, and the earlier documents ans
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sample_documents import PDF_ANSWER, PDF_QUESTION, make_pdf
-from test_browser import ANSWER_S, CHROMIUM, CHROMIUM_ARGS, READY_S, STARTUP_S, _ask, _skip_reason
-
-from chatbot.loadtest import start_process
+from test_browser import ANSWER_S, CHROMIUM, CHROMIUM_ARGS, READY_S, _ask, _skip_reason, running_app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,32 +22,21 @@ def page(tmp_path_factory, free_port_factory):
 
     tmp = tmp_path_factory.mktemp("web-documents")
     corpus = Path(shutil.copytree(ROOT / "corpus", tmp / "corpus"))
-    port = free_port_factory()
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-                        "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost"}
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        proc = start_process([sys.executable, "app.py", "--port", str(port), "--index", str(tmp / "index"),
-                              "--corpus", str(corpus), "--allow-uploads"], url, tmp / "server.log", cwd=ROOT, env=env,
-                             startup_s=STARTUP_S)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1100})
-            page.goto(url)
-            page.locator("#status").get_by_text("Ready").wait_for(timeout=READY_S * 1000)
-            page.upload_dir = tmp  # where the test writes the files it uploads
-            yield page
-            page.screenshot(path=str(tmp / "web-documents.png"), full_page=True)
-            browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with running_app(tmp, corpus, free_port_factory(), "--allow-uploads") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(url)
+        page.locator("#status").get_by_text("Ready").wait_for(timeout=READY_S * 1000)
+        page.upload_dir = tmp  # where the test writes the files it uploads
+        yield page
+        page.screenshot(path=str(tmp / "web-documents.png"), full_page=True)
+        browser.close()
+
+
+def _shows(page, selector: str, text: str, timeout_s: float = 60) -> None:
+    """Wait until the element's visible text holds ``text``."""
+    page.wait_for_function("([sel, text]) => document.querySelector(sel)?.innerText.includes(text)",
+                           arg=[selector, text], timeout=timeout_s * 1000)
 
 
 def test_uploaded_pdf_is_answered_with_its_page(page):
@@ -61,12 +45,12 @@ def test_uploaded_pdf_is_answered_with_its_page(page):
     pdf = page.upload_dir / "Harbour report.pdf"
     pdf.write_bytes(make_pdf())
     page.get_by_role("tab", name="Documents").click()
-    page.locator("#documents").get_by_text("000_1a2eb30073d68791.txt").wait_for(timeout=60_000)
+    _shows(page, "#documents", "000_1a2eb30073d68791.txt")
     page.locator("#upload input[type=file]").set_input_files(str(pdf))
-    page.locator("#upload").get_by_text("Harbour report.pdf").wait_for(timeout=60_000)  # uploaded to the server
+    _shows(page, "#upload", "Harbour report.pdf")  # uploaded to the server
     page.locator("#add-documents").click()
-    page.locator("#documents-result").get_by_text("indexed (3 pages").wait_for(timeout=ANSWER_S * 1000)
-    page.locator("#documents").get_by_text("Harbour report.pdf").wait_for(timeout=60_000)
+    _shows(page, "#documents-result", "indexed (3 pages", timeout_s=ANSWER_S)
+    _shows(page, "#documents", "Harbour report.pdf")
 
     page.get_by_role("tab", name="Chat").click()
     reply = _ask(page, PDF_QUESTION)
