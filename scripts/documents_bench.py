@@ -8,7 +8,9 @@ a 20-page PDF added to a running chatbot over a ~5,000-chunk index takes to beco
    Documents tab and POST /documents call), timed, and a question answered on its page 2 is asked; the
    part-1 questions are asked again, and must get the same answers.
 
-    PYTHONPATH=. python scripts/documents_bench.py --work /tmp/documents-bench
+    PYTHONPATH=. python scripts/documents_bench.py --work /tmp/documents-bench [--articles 98]
+
+Each part's figures are printed as JSON as soon as it is done.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def ask(bot, question: str, answer: str, source: str, page: int | None) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", required=True, type=Path, help="scratch folder (emptied)")
+    parser.add_argument("--articles", type=int, default=98, help="COVID-QA articles added in part 2 (98: all)")
     args = parser.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
     corpus = Path(shutil.copytree(ROOT / "corpus", args.work / "corpus"))
@@ -68,8 +71,9 @@ def main() -> int:
     bot.warm_up()
     report["folder"] = {"documents": len(bot.index.documents), "skipped": bot.index.manifest["skipped"],
                         "answers": [ask(bot, *q) for q in QUESTIONS]}
+    show("folder", report)
 
-    articles = json.loads(COVID_QA.read_text(encoding="utf-8"))["data"]
+    articles = json.loads(COVID_QA.read_text(encoding="utf-8"))["data"][: args.articles]
     for n, article in enumerate(articles):
         text = "\n\n".join(p["context"] for p in article["paragraphs"])
         (corpus / f"covid-{n:03d}.txt").write_text(text, encoding="utf-8")
@@ -77,6 +81,7 @@ def main() -> int:
     bot.refresh()
     report["large_index"] = {"chunks": len(bot.index), "documents": len(bot.index.documents),
                              "incremental_seconds": round(time.perf_counter() - started, 1)}
+    show("large_index", report)
 
     pdf = args.work / "Tunnel report.pdf"
     pdf.write_bytes(make_pdf(BIG_PDF_PAGES, filler=14))
@@ -91,8 +96,12 @@ def main() -> int:
                         "earlier_answers": [ask(bot, *q) for q in QUESTIONS]}
     report["upload"]["earlier_unchanged"] = [a["answer"] for a in report["upload"]["earlier_answers"]] == [
         a["answer"] for a in report["folder"]["answers"]]
-    print(json.dumps(report, indent=2, ensure_ascii=False))
+    show("upload", report)
     return 0
+
+
+def show(part: str, report: dict) -> None:
+    print(json.dumps({part: report[part]}, indent=2, ensure_ascii=False), flush=True)
 
 
 if __name__ == "__main__":
