@@ -2,7 +2,8 @@
 
 Passages are spans of the original text (``doc.text[start:end]``).  A passage
 may span several segments only when nothing but whitespace lies between them
-in the original, so no removed boilerplate is ever inside a passage.
+in the original, so no removed boilerplate is ever inside a passage, and never
+across a page break of a paged document (each passage has one ``page``).
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def chunk_document(doc: Document, settings: ChunkingSettings = ChunkingSettings(
         for start, end in _windows(units, settings.max_chars, settings.overlap_sentences):
             passages.append(
                 Passage(text=doc.text[start:end], source=doc.source, title=doc.title,
-                        start=start, end=end, lang=doc.lang)
+                        start=start, end=end, lang=doc.lang, page=doc.page_at(start))
             )
     return passages
 
@@ -126,11 +127,12 @@ def chunk_corpus(docs: Iterable[Document], settings: ChunkingSettings = Chunking
 
 
 def _runs(doc: Document) -> list[list[tuple[int, int]]]:
-    """Group consecutive segments separated only by whitespace in the original."""
+    """Group consecutive segments separated only by whitespace in the original, on one page."""
     runs: list[list[tuple[int, int]]] = []
     prev_end = None
     for seg in doc.segments:
-        if prev_end is not None and not doc.text[prev_end : seg[0]].strip():
+        if (prev_end is not None and not doc.text[prev_end : seg[0]].strip()
+                and doc.page_at(prev_end) == doc.page_at(seg[0])):
             runs[-1].append(seg)
         else:
             runs.append([seg])

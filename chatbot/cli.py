@@ -109,10 +109,12 @@ def _bench(args) -> int:
 
 
 def _settings(args):
-    from .config import Settings
+    from .config import Settings, max_file_bytes
 
     return Settings.from_env().with_(
-        corpus_dir=Path(args.corpus), index_dir=Path(args.index), reader=getattr(args, "reader", None)
+        corpus_dir=Path(args.corpus), index_dir=Path(args.index), reader=getattr(args, "reader", None),
+        max_file_bytes=max_file_bytes(args.max_file_mb) if getattr(args, "max_file_mb", None) else None,
+        allow_uploads=getattr(args, "allow_uploads", None) or None, title=getattr(args, "title", None),
     )
 
 
@@ -167,7 +169,8 @@ def _print_answer(answer) -> None:
     print("Closest passages:" if answer.text is None else "Sources:")
     opening, closing = _MARKS[sys.stdout.isatty()]
     for n, c in enumerate(answer.citations, 1):
-        print(f"  [{n}] {_snippet(c.source)}, chars {c.start}-{c.end}: {_snippet(c.title)}")
+        page = f", p. {c.page}" if c.page is not None else ""
+        print(f"  [{n}] {_snippet(c.source)}{page}, chars {c.start}-{c.end}: {_snippet(c.title)}")
         text = c.text
         if c.answer_start is not None:
             a, e = c.answer_start - c.start, c.answer_end - c.start
@@ -283,12 +286,21 @@ def _serve_api(args) -> int:
 
 
 def _add_corpus_args(p: argparse.ArgumentParser, settings, *, reader: bool = True, k: bool = True) -> None:
-    p.add_argument("--corpus", default=str(settings.corpus_dir), metavar="DIR", help="folder of .txt/.md articles")
+    p.add_argument("--corpus", default=str(settings.corpus_dir), metavar="DIR",
+                   help="folder of documents (.pdf, .docx, .html, .md, .txt)")
     p.add_argument("--index", default=str(settings.index_dir), metavar="DIR", help="index folder (built when missing or stale)")
+    p.add_argument("--max-file-mb", metavar="MB", help="skip larger files (default: CHATBOT_MAX_FILE_MB or "
+                   f"{settings.max_file_bytes / 2**20:g})")
     if reader:
         p.add_argument("--reader", metavar="PATH", help="reader model directory (default: the shipped model)")
     if k:
         p.add_argument("-k", type=int, default=settings.top_k, help="passages to retrieve (1-50)")
+
+
+def _add_upload_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-uploads", action="store_true",
+                   help="let users add and remove documents (anyone who can reach the port could write files into "
+                        "the corpus folder)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -418,12 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="web chat in the browser (Gradio)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=7860, help="port to listen on (default: %(default)s)")
+    p.add_argument("--title", help="the page's title (default: the corpus's chatbot.json, else a generic one)")
+    _add_upload_arg(p)
     _add_corpus_args(p, settings, k=False)
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("serve-api", help="HTTP API: POST /search, POST /ask, GET /health; docs at /docs")
+    p = sub.add_parser("serve-api", help="HTTP API: POST /search, POST /ask, GET /health, /documents; docs at /docs")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    _add_upload_arg(p)
     _add_corpus_args(p, settings, k=False)
     p.set_defaults(func=_serve_api)
     return parser

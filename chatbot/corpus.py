@@ -1,8 +1,10 @@
 """Load corpus files into :class:`Document` records with boilerplate removed.
 
-Boilerplate is never cut out of the text: ``Document.text`` is the whole
-decoded file and ``Document.segments`` lists the spans that are content, so
-every citation can point back into the original.  Removal works line by line
+Each file is turned into text by the converter of its type (:mod:`chatbot.ingest.converters`:
+.txt, .md, .pdf, .docx, .html). Boilerplate is never cut out of that text: ``Document.text`` is
+the whole decoded file (for .txt) or the whole extracted text (other types; stored with the
+index), and ``Document.segments`` lists the spans that are content, so every citation can point
+back into it.  Removal works line by line
 with generic rules (navigation labels, comment forms, "See also" links,
 reading-time lines, repeated headlines, teaser headlines above the title).
 """
@@ -18,16 +20,17 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatbot.config import MAX_CORPUS_FILE_BYTES
+from chatbot.config import CORPUS_SETTINGS_FILE, MAX_CORPUS_FILE_BYTES, size_limit_message
+from chatbot.ingest.converters import ConversionError, convert, unsupported
+from chatbot.ingest.converters.text import decode_text  # noqa: F401 (part of this module's API)
 from chatbot.types import Document
 
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = MAX_CORPUS_FILE_BYTES  # the default of load_corpus(max_file_bytes=...)
-TEXT_SUFFIXES = (".txt", ".md")
 METADATA_FILE = "metadata.json"
-# Share of control bytes (other than tab/newline/CR/FF/VT/ESC) above which a file is binary.
-MAX_CONTROL_RATIO = 0.05
+# Files of the corpus folder that describe it rather than hold documents.
+CORPUS_CONFIG_FILES = (METADATA_FILE, CORPUS_SETTINGS_FILE)
 TITLE_MAX_CHARS = 100
 
 
@@ -60,11 +63,19 @@ def _hidden_in_names(ch: str) -> bool:
     return unicodedata.category(ch) == "Cc" or "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069"
 
 
-def load_corpus(corpus_dir: str | Path, max_file_bytes: int | None = None) -> tuple[list[Document], list[SkippedFile]]:
-    """Load every ``.txt``/``.md`` file directly in ``corpus_dir``, sorted by name.
+def document_files(corpus_dir: str | Path) -> list[Path]:
+    """The files of ``corpus_dir`` that are documents (indexed or skipped), sorted by name: every
+    visible file directly in it but ``metadata.json`` and ``chatbot.json``."""
+    return [p for p in sorted(Path(corpus_dir).iterdir(), key=lambda p: p.name)
+            if not p.name.startswith(".") and p.name not in CORPUS_CONFIG_FILES and p.is_file()]
+
+
+def load_corpus(corpus_dir: str | Path, max_file_bytes: int | None = None,
+                names: set[str] | None = None) -> tuple[list[Document], list[SkippedFile]]:
+    """Load every document file directly in ``corpus_dir`` (or only those ``names``), sorted by name.
 
     Never raises for a single bad file: it is reported in the second list
-    (and logged) instead, as are files of other types and links to files outside
+    instead, as are files of types no converter reads and links to files outside
     ``corpus_dir``.  ``metadata.json``, when present, supplies title, language
     and the other metadata fields per file name.  Files over ``max_file_bytes``
     (default ``MAX_FILE_BYTES``) are skipped.
@@ -74,18 +85,15 @@ def load_corpus(corpus_dir: str | Path, max_file_bytes: int | None = None) -> tu
     skipped: list[SkippedFile] = []
     metadata = _read_metadata(corpus_dir / METADATA_FILE, skipped)
     docs: list[Document] = []
-    for path in sorted(corpus_dir.iterdir(), key=lambda p: p.name):
-        if path.name.startswith(".") or path.name == METADATA_FILE or not path.is_file():
-            continue
+    for path in document_files(corpus_dir):
         name = source_name(path)
-        if path.suffix.lower() not in TEXT_SUFFIXES:
-            doc, reason = None, f"unsupported file type {Path(name).suffix or '(no extension)'!r}: only .txt and .md files are indexed"
-        elif not path.resolve().is_relative_to(corpus_dir.resolve()):
+        if names is not None and name not in names:
+            continue
+        if not path.resolve().is_relative_to(corpus_dir.resolve()):
             doc, reason = None, "a link to a file outside the corpus folder"
         else:
-            doc, reason = _load_file(path, name, metadata.get(name) or {}, limit)
+            doc, reason = load_file(path, metadata.get(name) or {}, limit, name)
         if doc is None:
-            log.warning("skipping corpus file %s: %s", name, reason)
             skipped.append(SkippedFile(name, reason))
         else:
             docs.append(doc)
@@ -106,21 +114,27 @@ def _read_metadata(path: Path, skipped: list[SkippedFile]) -> dict:
     return {name: entry for name, entry in data.items() if isinstance(entry, dict)}
 
 
-def _load_file(path: Path, name: str, meta: dict, max_bytes: int) -> tuple[Document | None, str]:
+def load_file(path: Path, meta: dict, max_bytes: int, name: str | None = None) -> tuple[Document | None, str]:
+    """One file as a :class:`Document` (``meta``: its metadata.json entry), or ``(None, reason)``.
+    ``name`` (default: the file's) is the document's source name, whose suffix picks the converter."""
+    name = name or path.name
+    if reason := unsupported(name):
+        return None, reason
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            return None, (f"too large ({size} bytes, the limit is {max_bytes}: max_file_bytes in "
-                          "chatbot/config.py); split it into smaller files")
+            return None, size_limit_message(size, max_bytes)
         data = path.read_bytes()
     except OSError as exc:
-        return None, f"unreadable: {exc}"
-    text, reason = decode_text(data)
-    if text is None:
-        return None, reason
+        return None, f"unreadable: {exc.strerror or exc}"
+    try:
+        extracted = convert(name, data)
+    except ConversionError as exc:
+        return None, str(exc)
+    text = extracted.text
     if not text.strip():
         return None, "empty"
-    title_hint = meta.get("title") if isinstance(meta.get("title"), str) else None
+    title_hint = meta.get("title") if isinstance(meta.get("title"), str) else extracted.title
     segments = find_segments(text, title_hint)
     if not segments:
         return None, "no content left after boilerplate removal"
@@ -128,59 +142,16 @@ def _load_file(path: Path, name: str, meta: dict, max_bytes: int) -> tuple[Docum
     lang = meta.get("language") if meta.get("language") in ("en", "ru") else detect_language(
         " ".join(text[s:e] for s, e in segments)
     )
-    extra = {k: v for k, v in meta.items() if k not in ("title", "language")}
+    extra = extracted.metadata | {k: v for k, v in meta.items() if k not in ("title", "language")}
     extra["sha256"] = hashlib.sha256(data).hexdigest()
-    return Document(name, title, lang, text, tuple(segments), extra), ""
+    if extracted.notes:
+        extra["notes"] = list(extracted.notes)
+    return Document(name, title, lang, text, tuple(segments), extra, extracted.pages), ""
 
 
-# ---------------------------------------------------------------- decoding
+# ---------------------------------------------------------------- language
 
 _CYRILLIC = re.compile(r"[\u0400-\u04FF]")
-
-
-def decode_text(data: bytes) -> tuple[str | None, str]:
-    """Decode file bytes; return ``(text, "")`` or ``(None, reason)``.
-
-    UTF-8 (BOM stripped) or UTF-16 with a BOM; otherwise cp1251, accepted
-    only when the result looks like Russian text, because any byte string
-    decodes "successfully" as a single-byte code page.
-    """
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16"), ""
-        except UnicodeDecodeError:
-            return None, "invalid UTF-16"
-    sample = data[: 1 << 16]
-    if b"\x00" in data:
-        return None, "binary (NUL bytes)"
-    control = sum(1 for b in sample if b < 0x20 and b not in b"\t\n\r\x0b\x0c\x1b")
-    if sample and control / len(sample) > MAX_CONTROL_RATIO:
-        return None, "binary (control characters)"
-    try:
-        return data.decode("utf-8-sig"), ""
-    except UnicodeDecodeError:
-        pass
-    try:
-        text = data.decode("cp1251")
-    except UnicodeDecodeError:
-        return None, "not UTF-8 and not cp1251"
-    if _plausible_cyrillic(text):
-        return text, ""
-    return None, "not UTF-8 and not plausibly Cyrillic cp1251"
-
-
-def _plausible_cyrillic(text: str) -> bool:
-    """True when cp1251-decoded text reads like Russian.
-
-    Latin-1 text decodes to mostly ASCII letters with a few stray Cyrillic
-    ones; KOI8-R decodes to mostly *uppercase* Cyrillic.  Real Russian is
-    mostly lowercase Cyrillic.
-    """
-    letters = [c for c in text if c.isalpha()]
-    cyr = [c for c in letters if _CYRILLIC.match(c)]
-    if not cyr or len(cyr) / len(letters) < 0.3:
-        return False
-    return sum(c.islower() for c in cyr) / len(cyr) >= 0.6
 
 
 def detect_language(text: str) -> str:

@@ -22,15 +22,15 @@ from starlette.exceptions import HTTPException
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _too_large(limit: int) -> str:
-    return f"The request body is larger than {limit} bytes."
+def _too_large(limit: int, hint: str = "") -> str:
+    return f"The request body is larger than {limit} bytes." + (f" {hint}" if hint else "")
 
 
 class BodyTooLarge(HTTPException):
     """Raised while the app reads a body past its limit; the app's own handler answers 413 with it."""
 
-    def __init__(self, limit: int):
-        super().__init__(413, _too_large(limit))
+    def __init__(self, limit: int, hint: str = ""):
+        super().__init__(413, _too_large(limit, hint))
 
 
 def host_name(host: str) -> str:
@@ -44,16 +44,18 @@ def host_name(host: str) -> str:
 class RequestGuard:
     """ASGI middleware: Host, Origin and body-size checks (see the module docstring).
 
-    ``body_limit(path)`` is the most bytes a request body to ``path`` may have.
+    ``body_limit(path)`` is the most bytes a request body to ``path`` may have; ``body_hint(path)``,
+    when given, what the 413 message adds (how to send less: the settings that set the limit).
     """
 
     def __init__(self, app, *, allowed_hosts: Iterable[str], body_limit: Callable[[str], int],
-                 require_length: bool = False):
+                 body_hint: Callable[[str], str] | None = None, require_length: bool = False):
         self.app = app
         hosts = {host_name(h) for h in allowed_hosts}
         self.any_host = "*" in hosts
         self.allowed_hosts = frozenset(hosts)
         self.body_limit = body_limit
+        self.body_hint = body_hint or (lambda path: "")
         self.require_length = require_length
 
     async def __call__(self, scope, receive, send):
@@ -71,19 +73,20 @@ class RequestGuard:
                                             "server's own page may send them.")
         if method in SAFE_METHODS:
             return await self.app(scope, receive, send)
-        limit = self.body_limit(scope.get("path", ""))
+        path = scope.get("path", "")
+        limit, hint = self.body_limit(path), self.body_hint(path)
         length = headers.get("content-length")
         if length is None and self.require_length:
             return await _refuse(send, 411, "Send the body with a Content-Length header.")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            return await _refuse(send, 413, _too_large(limit))
-        return await self._counted(scope, receive, send, limit)
+            return await _refuse(send, 413, _too_large(limit, hint))
+        return await self._counted(scope, receive, send, limit, hint)
 
     def _same_origin(self, origin: str, host: str) -> bool:
         netloc = urlsplit(origin).netloc.lower() if origin != "null" else ""
         return bool(netloc) and (netloc == host.lower() or self.any_host)
 
-    async def _counted(self, scope, receive, send, limit: int):
+    async def _counted(self, scope, receive, send, limit: int, hint: str):
         """Pass the request on, refusing it (413) once its body grows past ``limit`` bytes."""
         received = 0
         started = False
@@ -94,7 +97,7 @@ class RequestGuard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge(limit)
+                    raise BodyTooLarge(limit, hint)
             return message
 
         async def tracking_send(message):
@@ -106,7 +109,7 @@ class RequestGuard:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:  # read outside the app's exception handling
             if not started:
-                await _refuse(send, 413, _too_large(limit))
+                await _refuse(send, 413, _too_large(limit, hint))
 
 
 async def _refuse(send, status: int, detail: str) -> None:

@@ -1,7 +1,9 @@
 """HTTP API (FastAPI): ``chatbot serve-api``; interactive docs at ``/docs``, schema at ``/openapi.json``.
 
 ``POST /search`` returns cited passages, ``POST /ask`` an answer with citations (the
-object ``chatbot ask --json`` prints), ``GET /health`` what is loaded. Errors are
+object ``chatbot ask --json`` prints), ``GET /health`` what is loaded, ``GET /documents`` the
+documents; ``POST /documents`` (multipart upload) and ``DELETE /documents/{name}`` add and remove
+documents when the server was started with ``--allow-uploads`` (else 403). Errors are
 ``{"detail": message}``: 400 for a question that cannot be asked (empty, too long, no words),
 422 for a malformed body (FastAPI's list of field errors), 413/411 for a body that is
 too large or has no length, 503 when the models or index fail.
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
@@ -23,6 +27,7 @@ from . import __version__
 from .config import SHIPPED_READER_DIR, Settings
 from .errors import ChatbotError
 from .guard import RequestGuard
+from .ingest.documents import DocumentLibrary, NoSuchDocument, UploadsOff
 from .pipeline import Chatbot
 from .questions import clean_question, has_words, valid_text
 from .retrieval import MAX_K
@@ -57,6 +62,7 @@ def _history_entry(text: str) -> str:
 # removes them, as from the question).
 HistoryEntry = Annotated[str, AfterValidator(_history_entry),
                          WithJsonSchema({"type": "string", "maxLength": MAX_HISTORY_CHARS})]
+MAX_UPLOAD_FILES = 20  # files in one POST /documents
 
 
 class SearchRequest(BaseModel):
@@ -70,8 +76,10 @@ class PassageOut(BaseModel):
     score: float = Field(description="Fused rank score (higher is better); ranks, does not measure relevance.")
     source: str = Field(description="File name in the corpus.")
     title: str
-    start: int = Field(description="Character offset of the passage in the original file.")
+    start: int = Field(description="Character offset of the passage in the document's text (the file for .txt, "
+                                   "the extracted text stored with the index for PDF, DOCX, HTML and Markdown).")
     end: int
+    page: int | None = Field(None, description="Page of a PDF the passage is on (1 = first), else null.")
 
 
 class SearchResponse(BaseModel):
@@ -93,9 +101,10 @@ class CitationOut(BaseModel):
     title: str
     start: int
     end: int
-    text: str = Field(description="The cited passage: file_text[start:end].")
-    answer_start: int | None = Field(description="Offset of the answer in the file, when it lies in this passage.")
+    text: str = Field(description="The cited passage: document_text[start:end].")
+    answer_start: int | None = Field(description="Offset of the answer in the document, when it lies in this passage.")
     answer_end: int | None
+    page: int | None = Field(None, description="Page of a PDF the passage is on (1 = first), else null.")
 
 
 class AskResponse(BaseModel):
@@ -122,10 +131,26 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+class DocumentOut(BaseModel):
+    name: str = Field(description="File name in the corpus folder.")
+    status: str = Field(description='"indexed", "skipped" (in the folder, not indexed: see note) or "refused" '
+                                    "(an upload that was not written: see note).")
+    title: str | None = None
+    language: str | None = None
+    pages: int | None = Field(None, description="Pages of a PDF, else null.")
+    chunks: int = Field(0, description="Passages indexed.")
+    note: str = Field("", description="Why it was skipped or refused, or what to know about it.")
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+
+
 # 400: a question that cannot be asked, or a Host not served; 403: a browser page of another origin;
 # 411/413: a body without length or too large (chatbot.guard); 503: the models or index failed.
 _ERRORS = {code: {"model": ErrorBody} for code in (400, 403, 411, 413, 503)}
 _HOST_ERROR = {400: {"model": ErrorBody, "description": "A Host header this server does not serve."}}
+_DOCUMENT_ERRORS = {code: {"model": ErrorBody} for code in (400, 403, 404, 411, 413, 503)}
 
 
 def _reader_name(reader: str) -> str:
@@ -138,12 +163,17 @@ def create_app(chatbot: Chatbot) -> FastAPI:
     settings: Settings = chatbot.settings
     app = FastAPI(title="chatbot", version=__version__,
                   description="Offline question answering over a document corpus, with cited passages.")
-    health = Health(status="ok", version=__version__, documents=len({p.source for p in chatbot.index.passages}),
-                    chunks=len(chatbot.index), embedder=chatbot.index.embedder_name,
-                    reader=_reader_name(chatbot.reader.model_name_or_path))
+    library = DocumentLibrary(chatbot, settings)
+    # An upload's body holds its files plus multipart headers.
+    max_upload_bytes = MAX_UPLOAD_FILES * settings.max_file_bytes + MAX_BODY_BYTES
 
-    app.add_middleware(RequestGuard, allowed_hosts=settings.allowed_hosts, body_limit=lambda path: MAX_BODY_BYTES,
-                       require_length=True)
+    def upload_hint(path: str) -> str:
+        return (f"Send at most {MAX_UPLOAD_FILES} files of at most {settings.max_file_bytes / 2**20:g} MB each "
+                "(CHATBOT_MAX_FILE_MB, --max-file-mb).") if path == "/documents" else ""
+
+    app.add_middleware(RequestGuard, allowed_hosts=settings.allowed_hosts, require_length=True,
+                       body_limit=lambda path: max_upload_bytes if path == "/documents" else MAX_BODY_BYTES,
+                       body_hint=upload_hint)
 
     @app.exception_handler(RequestValidationError)
     async def malformed_body(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -163,14 +193,22 @@ def create_app(chatbot: Chatbot) -> FastAPI:
 
     workers = AnswerWorkers(settings.concurrency)  # the rest wait their turn: flat memory, fair latency
 
-    def call(fn: Callable[[], Any]) -> Any:
+    def answered(fn: Callable[[], Any]) -> Any:
+        """``fn()``, its errors as HTTP errors with their message."""
         try:
-            return workers.run(fn)
+            return fn()
+        except UploadsOff as exc:
+            raise HTTPException(403, str(exc)) from exc
+        except NoSuchDocument as exc:
+            raise HTTPException(404, str(exc)) from exc
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from exc
         except ChatbotError as exc:
             log.exception("the chatbot failed")
             raise HTTPException(503, str(exc)) from exc
+
+    def call(fn: Callable[[], Any]) -> Any:
+        return answered(lambda: workers.run(fn))
 
     @app.post("/search", response_model=SearchResponse, responses=_ERRORS)
     def search(body: SearchRequest) -> dict:
@@ -188,7 +226,41 @@ def create_app(chatbot: Chatbot) -> FastAPI:
     @app.get("/health", response_model=Health, responses=_HOST_ERROR)
     def get_health() -> Health:
         """What is loaded: corpus documents, index chunks, embedder and reader."""
-        return health
+        index = chatbot.index
+        return Health(status="ok", version=__version__, documents=len({p.source for p in index.passages}),
+                      chunks=len(index), embedder=index.embedder_name,
+                      reader=_reader_name(chatbot.reader.model_name_or_path))
+
+    @app.get("/documents", response_model=DocumentList, responses=_DOCUMENT_ERRORS)
+    def get_documents() -> dict:
+        """The corpus folder's documents: indexed ones with title, language, pages and chunks, skipped ones with
+        the reason. Files dropped into the folder are indexed first."""
+        return {"documents": [d.to_dict() for d in answered(library.list)]}
+
+    @app.post("/documents", response_model=DocumentList, responses=_DOCUMENT_ERRORS)
+    def post_documents(files: list[UploadFile]) -> dict:
+        """Add documents (multipart field ``files``, one or more; .pdf, .docx, .html, .md, .txt) and index them
+        (only their passages are embedded); a file of the same name is replaced. Each file's result comes back:
+        ``refused`` with the reason for one of another type, too large, or unreadable. Needs ``--allow-uploads``."""
+        answered(library.check_allowed)
+        if len(files) > MAX_UPLOAD_FILES:
+            raise HTTPException(413, f"Send at most {MAX_UPLOAD_FILES} files at once.")
+        with tempfile.TemporaryDirectory(prefix="chatbot-upload-") as tmp:
+            saved = []
+            for n, upload in enumerate(files):
+                path = Path(tmp) / str(n)
+                with open(path, "wb") as out:
+                    while block := upload.file.read(1 << 20):
+                        out.write(block)
+                saved.append((upload.filename or "", path))
+            return {"documents": [d.to_dict() for d in answered(lambda: library.add(saved))]}
+
+    @app.delete("/documents/{name}", status_code=204, responses=_DOCUMENT_ERRORS)
+    def delete_document(name: str) -> Response:
+        """Remove the document ``name`` from the corpus folder and its passages from the index. Needs
+        ``--allow-uploads``."""
+        answered(lambda: library.remove(name))
+        return Response(status_code=204)
 
     return app
 

@@ -6,6 +6,9 @@ Layout of ``index_dir``::
                         above VectorIndexSettings.flat_max_chunks an IndexIVFFlat (make_vector_index)
     multilingual.faiss  the same for the second, multilingual embedder, when one is configured
     passages.jsonl      one passage per line; line number = chunk id = FAISS id
+    documents.jsonl     one indexed document per line (source, title, lang, pages, chunks, metadata and
+                        the text its offsets index: for PDF/DOCX/HTML the extracted text), when the
+                        caller gives them
     query_encoder/      the embedder's ONNX export for embedding queries without torch
                         (model.onnx, tokenizer.json, query_encoder.json; chatbot.export), when
                         the embedder offers one (``export_query_encoder``) and supports it
@@ -16,6 +19,8 @@ Layout of ``index_dir``::
 
 ``build_index`` writes a complete new directory beside ``index_dir`` and swaps it
 in with renames, so readers only ever see a whole old or a whole new index.
+``update_index`` does the same for a change of a few documents: it embeds only
+their passages and keeps the other vectors, in the order a full build gives.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,9 +52,10 @@ FORMAT_VERSION = 1
 FAISS_FILE = "index.faiss"
 MULTILINGUAL_FAISS_FILE = "multilingual.faiss"
 PASSAGES_FILE = "passages.jsonl"
+DOCUMENTS_FILE = "documents.jsonl"
 MANIFEST_FILE = "manifest.json"
 QUERY_ENCODER_DIR = "query_encoder"
-_PASSAGE_FIELDS = ("text", "source", "title", "start", "end", "lang")
+_PASSAGE_FIELDS = ("text", "source", "title", "start", "end", "lang", "page")
 _COMPUTED_FIELDS = frozenset({"format_version", "embedder", "dimension", "multilingual_embedder",
                               "multilingual_dimension", "chunk_count", "vector_index", "created_at",
                               "checksums", "query_encoder"})
@@ -63,12 +69,14 @@ class VectorIndex:
     """
 
     def __init__(self, faiss_index: faiss.Index, passages: list[Passage], manifest: dict,
-                 multilingual_index: faiss.Index | None = None, directory: Path | None = None):
+                 multilingual_index: faiss.Index | None = None, directory: Path | None = None,
+                 documents: list[dict] | None = None):
         self._faiss = faiss_index
         self._multilingual = multilingual_index
         self.passages = passages
         self.manifest = manifest
         self.directory = directory  # where it was loaded from or written to
+        self.documents = documents or []  # documents.jsonl's records, when the index has it
 
     @property
     def query_encoder(self) -> dict | None:
@@ -238,12 +246,25 @@ def make_vector_index(vectors: np.ndarray, settings: VectorIndexSettings, seed: 
     return index
 
 
-def _embed_vectors(embedder: TextEmbedder, texts: list[str], batch_size: int, show_progress: bool,
-                   settings: VectorIndexSettings) -> faiss.Index:
-    vectors = embedder.embed(texts, batch_size=batch_size, show_progress=show_progress)
+# Passages embedded between two calls of an update's progress callback.
+PROGRESS_BATCH = 64
+
+
+def _embed_passages(embedder: TextEmbedder, texts: list[str], batch_size: int, show_progress: bool,
+                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Passage vectors; ``progress(done, total)`` is called as batches of ``PROGRESS_BATCH`` finish."""
+    embedder = getattr(embedder, "embedder", embedder)  # a CachingEmbedder's model: passages are not cached
+    if progress is None:
+        parts = [embedder.embed(texts, batch_size=batch_size, show_progress=show_progress)] if texts else []
+    else:
+        parts = []
+        for start in range(0, len(texts), PROGRESS_BATCH):
+            parts.append(embedder.embed(texts[start:start + PROGRESS_BATCH], batch_size=batch_size))
+            progress(min(start + PROGRESS_BATCH, len(texts)), len(texts))
+    vectors = np.concatenate(parts) if parts else np.zeros((0, embedder.dimension), dtype=np.float32)
     if vectors.shape != (len(texts), embedder.dimension):
         raise IndexBuildError(f"Embedder {embedder.name!r} returned shape {vectors.shape} for {len(texts)} passages")
-    return make_vector_index(vectors, settings)
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def build_index(
@@ -253,6 +274,7 @@ def build_index(
     manifest_extra: Mapping | None = None,
     *,
     multilingual: TextEmbedder | None = None,
+    documents: Sequence[Mapping] | None = None,
     batch_size: int = 32,
     show_progress: bool = False,
     vector_index: VectorIndexSettings | None = None,
@@ -261,55 +283,135 @@ def build_index(
     and write the index to ``index_dir``, replacing any old one atomically.
 
     ``manifest_extra`` holds the caller's fields, e.g. ``{"chunking": ..., "files":
-    {name: sha256}}``; they are what ``is_stale`` compares later. On any failure
+    {name: sha256}}``; they are what ``is_stale`` compares later. ``documents``, when given, are
+    stored as ``documents.jsonl`` (one JSON object each, with a ``source``). On any failure
     the previous index is left as it was and ``IndexBuildError`` (or the
     embedder's ``ModelLoadError``) is raised. ``vector_index`` chooses flat or IVF by size
     (default ``VectorIndexSettings()``); the manifest records the choice.
     """
-    vector_index = vector_index or VectorIndexSettings()
-    extra = dict(manifest_extra or {})
-    if clash := _COMPUTED_FIELDS & extra.keys():
-        raise ValueError(f"manifest_extra may not set computed fields: {sorted(clash)}")
+    extra = _checked_extra(manifest_extra)
     if not passages:
         raise IndexBuildError("No passages to index: the corpus is empty or every file was skipped.")
     index_dir = Path(index_dir).absolute()
     index_dir.parent.mkdir(parents=True, exist_ok=True)
     with _new_version(index_dir, "Building") as new_dir:
         texts = [p.text for p in passages]
-        flat = _embed_vectors(embedder, texts, batch_size, show_progress, vector_index)
-        files = {FAISS_FILE: faiss.serialize_index(flat).tobytes()}
-        multilingual_flat = None
+        vectors = {FAISS_FILE: _embed_passages(embedder, texts, batch_size, show_progress)}
         if multilingual is not None:
-            multilingual_flat = _embed_vectors(multilingual, texts, batch_size, show_progress, vector_index)
-            files[MULTILINGUAL_FAISS_FILE] = faiss.serialize_index(multilingual_flat).tobytes()
-        files[PASSAGES_FILE] = "".join(
-            json.dumps(_passage_record(p), ensure_ascii=False) + "\n" for p in passages
-        ).encode("utf-8")
-        for name, data in files.items():
-            _write_durably(new_dir / name, data)
-        checksums = {name: _sha256(data) for name, data in files.items()}
+            vectors[MULTILINGUAL_FAISS_FILE] = _embed_passages(multilingual, texts, batch_size, show_progress)
+        checksums: dict[str, str] = {}
         try:
             encoder = {"query_encoder": _write_query_encoder(embedder, new_dir, checksums)}
         except OSError as exc:  # no "query_encoder" field: the next start adds the encoder (add_query_encoder)
             log.warning("the index in %s is written without its ONNX query encoder (%s: %s); queries are embedded "
                         "by %s until the next start adds it", index_dir, type(exc).__name__, exc, embedder.name)
             encoder = {}
-        manifest = {
-            "format_version": FORMAT_VERSION,
+        fields = {
             "embedder": embedder.name,
             "dimension": embedder.dimension,
             "multilingual_embedder": multilingual.name if multilingual else None,
             "multilingual_dimension": multilingual.dimension if multilingual else None,
             **encoder,
-            "chunk_count": len(passages),
-            "vector_index": vector_index_kind(len(passages), vector_index),
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "checksums": checksums,
-            **extra,
         }
-        _write_manifest(new_dir, manifest)
-    return VectorIndex(flat, [Passage(**_passage_record(p)) for p in passages], manifest, multilingual_flat,
-                       index_dir)
+        index = _write_version(new_dir, index_dir, passages, vectors, documents, checksums,
+                               fields | extra, vector_index or VectorIndexSettings())
+    return index
+
+
+def update_index(
+    index_dir: str | os.PathLike,
+    embedder: TextEmbedder,
+    *,
+    remove: Collection[str] = (),
+    passages: Sequence[Passage] = (),
+    documents: Sequence[Mapping] = (),
+    multilingual: TextEmbedder | None = None,
+    manifest_extra: Mapping | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 32,
+    vector_index: VectorIndexSettings | None = None,
+) -> VectorIndex:
+    """Change a few documents of the index in ``index_dir``: the passages (and ``documents.jsonl``
+    records) of the sources in ``remove`` and of those of ``passages`` go, ``passages`` and
+    ``documents`` come in. Only ``passages`` are embedded (``progress(done, total)`` as they are);
+    the other vectors are kept. Passages and documents end up ordered by source, as a full build of
+    sorted files orders them. ``manifest_extra`` fields replace the manifest's. Atomic as
+    ``build_index``: on any failure the previous index stays (``IndexBuildError``).
+    """
+    extra = _checked_extra(manifest_extra)
+    index_dir = Path(index_dir).absolute()
+    with _new_version(index_dir, "Updating") as new_dir:
+        old = load_index(index_dir)
+        for role, given, built_with in (("embedder", embedder, old.embedder_name),
+                                        ("multilingual embedder", multilingual, old.multilingual_embedder_name)):
+            if (given.name if given else None) != built_with:
+                raise IndexBuildError(f"The index was built with {role} {built_with!r}, not "
+                                      f"{given.name if given else None!r}: rebuild it.")
+        gone = set(remove) | {p.source for p in passages} | {d["source"] for d in documents}
+        keep = [i for i, p in enumerate(old.passages) if p.source not in gone]
+        merged = [old.passages[i] for i in keep] + list(passages)
+        order = sorted(range(len(merged)), key=lambda i: merged[i].source)  # stable: chunk order kept
+        if not merged:
+            raise IndexBuildError("No passages left to index: every document was removed or skipped.")
+        texts = [p.text for p in passages]
+        vectors = {}
+        for name, flat, model in ((FAISS_FILE, old._faiss, embedder),
+                                  (MULTILINGUAL_FAISS_FILE, old._multilingual, multilingual)):
+            if model is not None:
+                kept = flat.reconstruct_batch(np.asarray(keep, dtype=np.int64)) if keep else None
+                new = _embed_passages(model, texts, batch_size, False, progress if name == FAISS_FILE else None)
+                vectors[name] = np.concatenate([v for v in (kept, new) if v is not None])[order]
+        records = [d for d in old.documents if d["source"] not in gone] + [dict(d) for d in documents]
+        records.sort(key=lambda d: d["source"])
+        checksums = {name: digest for name, digest in old.manifest.get("checksums", {}).items()
+                     if name.startswith(f"{QUERY_ENCODER_DIR}/")}
+        for name in checksums:
+            (new_dir / name).parent.mkdir(exist_ok=True)
+            shutil.copy2(index_dir / name, new_dir / name)
+            _fsync(new_dir / name)
+        fields = {k: v for k, v in old.manifest.items() if k not in ("chunk_count", "vector_index", "created_at",
+                                                                       "checksums")}
+        index = _write_version(new_dir, index_dir, [merged[i] for i in order], vectors,
+                               records if (records or old.documents) else None, checksums, fields | extra,
+                               vector_index or VectorIndexSettings())
+    return index
+
+
+def _checked_extra(manifest_extra: Mapping | None) -> dict:
+    extra = dict(manifest_extra or {})
+    if clash := _COMPUTED_FIELDS & extra.keys():
+        raise ValueError(f"manifest_extra may not set computed fields: {sorted(clash)}")
+    return extra
+
+
+def _write_version(new_dir: Path, index_dir: Path, passages: Sequence[Passage], vectors: dict[str, np.ndarray],
+                   documents: Sequence[Mapping] | None, checksums: dict, fields: dict,
+                   settings: VectorIndexSettings) -> VectorIndex:
+    """Write the vector files, passages, documents and manifest of a version into ``new_dir``
+    (``checksums`` already lists the query encoder's files); the index as it will be at ``index_dir``."""
+    flats = {name: make_vector_index(v, settings) for name, v in vectors.items()}
+    files = {name: faiss.serialize_index(flat).tobytes() for name, flat in flats.items()}
+    files[PASSAGES_FILE] = _jsonl(_passage_record(p) for p in passages)
+    if documents is not None:
+        files[DOCUMENTS_FILE] = _jsonl(documents)
+    for name, data in files.items():
+        _write_durably(new_dir / name, data)
+    checksums.update((name, _sha256(data)) for name, data in files.items())
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        **fields,
+        "chunk_count": len(passages),
+        "vector_index": vector_index_kind(len(passages), settings),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "checksums": checksums,
+    }
+    _write_manifest(new_dir, manifest)
+    return VectorIndex(flats[FAISS_FILE], [Passage(**_passage_record(p)) for p in passages], manifest,
+                       flats.get(MULTILINGUAL_FAISS_FILE), index_dir, [dict(d) for d in documents or ()])
+
+
+def _jsonl(records) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
 
 
 def _write_manifest(index_dir: Path, manifest: dict) -> None:
@@ -458,6 +560,9 @@ def load_index(index_dir: str | os.PathLike) -> VectorIndex:
             for name in vector_files
         }
         passages = [Passage(**json.loads(line)) for line in passages_bytes.decode("utf-8").splitlines()]
+        documents = ([json.loads(line) for line in
+                      _read_verified(index_dir, DOCUMENTS_FILE, manifest).decode("utf-8").splitlines()]
+                     if DOCUMENTS_FILE in manifest.get("checksums", {}) else [])
     except IndexLoadError:
         raise
     except Exception as exc:  # checksums matched, so this is a writer bug or a foreign file
@@ -470,7 +575,8 @@ def load_index(index_dir: str | os.PathLike) -> VectorIndex:
             f"The index in {index_dir} is inconsistent ({counts}, dimensions (file, manifest) {dimensions}): "
             "rebuild it."
         )
-    return VectorIndex(flats[FAISS_FILE], passages, manifest, flats.get(MULTILINGUAL_FAISS_FILE), index_dir)
+    return VectorIndex(flats[FAISS_FILE], passages, manifest, flats.get(MULTILINGUAL_FAISS_FILE), index_dir,
+                       documents)
 
 
 def is_stale(index_dir: str | os.PathLike, expected_manifest_fields: Mapping) -> str | None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,17 +27,17 @@ from typing import TYPE_CHECKING
 from .chunking import chunk_corpus
 from .config import Settings
 from .conversation import clarification, resolve_followup
-from .corpus import detect_language, file_sha256, load_corpus, source_name
+from .corpus import METADATA_FILE, SkippedFile, detect_language, document_files, file_sha256, load_corpus, source_name
 from .embedding import Embedder, OnnxQueryEmbedder, TextEmbedder, make_embedder
-from .errors import IndexBuildError, IndexLoadError, ModelLoadError
+from .errors import ChatbotError, IndexBuildError, IndexLoadError, ModelLoadError
 from .questions import clean_history, clean_question, clip
-from .index import VectorIndex, add_query_encoder, build_index, is_stale, load_index, recover
+from .index import VectorIndex, add_query_encoder, build_index, is_stale, load_index, recover, update_index
 from .onnx_runtime import check_runtime, onnxruntime_available
 from .reader import ONNX_FILES, Reader
 from .relevance import SentenceRelevance
 from .retrieval import MAX_K, HybridRetriever, RetrievedPassage
 from .sentence_reader import SentenceReader
-from .types import Answer, Citation, Span
+from .types import Answer, Citation, Document, Passage, Span
 
 if TYPE_CHECKING:
     from typing import Self
@@ -50,18 +52,31 @@ WARM_UP_PASSAGES = 2000
 # ---------------------------------------------------------------- the index
 
 
+# Bumped when the converters change the text a file gives, so that older indexes are rebuilt.
+TEXT_EXTRACTION_VERSION = 1
+
+
 def corpus_files(corpus_dir: Path) -> dict[str, str]:
-    """``{file name: sha256}`` of every visible file in ``corpus_dir``: those ``load_corpus`` reads
-    (``metadata.json`` included) and those it skips, so that dropping in any file rebuilds the index
+    """``{file name: sha256}`` of the document files of ``corpus_dir`` (those ``load_corpus`` reads
+    and those it skips) and of its ``metadata.json``, so that dropping in any file updates the index
     and reports it."""
     if not corpus_dir.is_dir():
         raise IndexBuildError(f"Corpus directory {corpus_dir} does not exist: create it, or point corpus_dir= "
                               "(the command line's --corpus DIR, or CHATBOT_CORPUS) at your documents.")
-    return {
-        source_name(p): file_sha256(p)
-        for p in sorted(corpus_dir.iterdir(), key=lambda p: p.name)
-        if p.is_file() and not p.name.startswith(".")
-    }
+    paths = document_files(corpus_dir)
+    if (corpus_dir / METADATA_FILE).is_file():
+        paths.append(corpus_dir / METADATA_FILE)
+    return {source_name(p): file_sha256(p) for p in sorted(paths, key=lambda p: p.name)}
+
+
+def corpus_signature(corpus_dir: Path) -> tuple | None:
+    """Names, sizes and modification times of the corpus folder's files: a scan cheap enough for
+    every question, which tells when ``corpus_files`` (which reads every file) may have changed."""
+    try:
+        stats = {source_name(p): p.stat() for p in Path(corpus_dir).iterdir() if not p.name.startswith(".")}
+    except OSError:
+        return None
+    return tuple((name, st.st_size, st.st_mtime_ns) for name, st in sorted(stats.items()))
 
 
 def index_fields(settings: Settings) -> dict:
@@ -71,34 +86,88 @@ def index_fields(settings: Settings) -> dict:
         "multilingual_embedder": settings.multilingual_embedder or None,
         "chunking": settings.chunking.as_dict(),
         "max_file_bytes": settings.max_file_bytes,
+        "text_extraction": TEXT_EXTRACTION_VERSION,
         "files": corpus_files(Path(settings.corpus_dir)),
     }
 
 
-def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbedder | None = None) -> VectorIndex:
-    """Load the index in ``settings.index_dir``, building it first when missing, stale or damaged (an
-    index from before query encoders gets one added, see :func:`~chatbot.index.add_query_encoder`)."""
+def document_record(doc: Document, passages: list[Passage]) -> dict:
+    """What the index stores of a document (``documents.jsonl``): its description, its chunk count and
+    the text the offsets of its passages index."""
+    return {"source": doc.source, "title": doc.title, "lang": doc.lang, "pages": len(doc.pages) or None,
+            "chunks": sum(p.source == doc.source for p in passages), "metadata": doc.metadata,
+            "page_starts": list(doc.pages), "text": doc.text}
+
+
+def _log_skipped(skipped: list[SkippedFile]) -> None:
+    for s in skipped:
+        log.warning("not indexed: %s (%s)", s.source, s.reason)
+
+
+def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbedder | None = None, *,
+                 multilingual: TextEmbedder | None = None,
+                 on_progress: Callable[[int, int], None] | None = None) -> VectorIndex:
+    """Load the index in ``settings.index_dir``, bringing it up to date with the corpus first.
+
+    When only document files were added, changed or removed, only their passages are embedded
+    (:func:`~chatbot.index.update_index`, ``on_progress(done, total)`` as they are); when the index is
+    missing or damaged, or a setting, the embedders or ``metadata.json`` changed, it is rebuilt. An
+    index from before query encoders gets one added (:func:`~chatbot.index.add_query_encoder`).
+    Each skipped file is logged once, when it is first seen.
+    """
     recover(settings.index_dir)  # a build killed half-way leaves the previous index in place
     fields = index_fields(settings)
-    reason = is_stale(settings.index_dir, fields)
+    reason = is_stale(settings.index_dir, {k: v for k, v in fields.items() if k != "files"})
     embedder = embedder or Embedder(settings.embedder, threads=settings.threads)
+    index = None
     if reason is None:
         try:
             index = load_index(settings.index_dir)
         except IndexLoadError as exc:
             reason = str(exc)
-        else:
-            return index if "query_encoder" in index.manifest else _with_query_encoder(index, embedder)
+    if index is not None:
+        if "query_encoder" not in index.manifest:
+            index = _with_query_encoder(index, embedder)
+        have, want = index.manifest.get("files", {}), fields["files"]
+        if have == want:
+            return index
+        if have.get(METADATA_FILE) == want.get(METADATA_FILE) and index.documents:
+            return _update(index, settings, fields, embedder, multilingual, on_progress)
+        reason = is_stale(settings.index_dir, {"files": want})
     log.info("building the index in %s: %s", settings.index_dir, reason)
     docs, skipped = load_corpus(settings.corpus_dir, settings.max_file_bytes)
-    for s in skipped:
-        log.warning("not indexed: %s (%s)", s.source, s.reason)
+    _log_skipped(skipped)
     passages = chunk_corpus(docs, settings.chunking)
     # build_index records the embedders itself
     extra = {k: v for k, v in fields.items() if k not in ("embedder", "multilingual_embedder")}
-    multilingual = make_embedder(settings.multilingual_embedder) if settings.multilingual_embedder else None
-    return build_index(passages, embedder, settings.index_dir, extra,
-                       multilingual=multilingual, show_progress=progress, vector_index=settings.vector_index)
+    extra["skipped"] = {s.source: s.reason for s in skipped}
+    if multilingual is None and settings.multilingual_embedder:
+        multilingual = make_embedder(settings.multilingual_embedder)
+    return build_index(passages, embedder, settings.index_dir, extra, multilingual=multilingual,
+                       documents=[document_record(d, passages) for d in docs], show_progress=progress,
+                       vector_index=settings.vector_index)
+
+
+def _update(index: VectorIndex, settings: Settings, fields: dict, embedder: TextEmbedder,
+            multilingual: TextEmbedder | None, on_progress: Callable[[int, int], None] | None) -> VectorIndex:
+    """``index`` with the document files that changed since it was written embedded again (and those
+    gone removed): the other documents' vectors are kept."""
+    have, want = index.manifest.get("files", {}), fields["files"]
+    changed = {name for name, digest in want.items() if have.get(name) != digest}
+    removed = set(have) - set(want)
+    log.info("updating the index in %s: added or changed %s, removed %s", settings.index_dir,
+             sorted(changed) or "none", sorted(removed) or "none")
+    docs, skipped = load_corpus(settings.corpus_dir, settings.max_file_bytes, names=changed)
+    _log_skipped(skipped)
+    passages = chunk_corpus(docs, settings.chunking)
+    skipped_before = {n: r for n, r in index.manifest.get("skipped", {}).items() if n not in changed | removed}
+    extra = {k: v for k, v in fields.items() if k not in ("embedder", "multilingual_embedder")}
+    extra["skipped"] = dict(sorted((skipped_before | {s.source: s.reason for s in skipped}).items()))
+    if multilingual is None and index.multilingual_embedder_name:
+        multilingual = make_embedder(index.multilingual_embedder_name)
+    return update_index(settings.index_dir, embedder, remove=changed | removed, passages=passages,
+                        documents=[document_record(d, passages) for d in docs], multilingual=multilingual,
+                        manifest_extra=extra, progress=on_progress, vector_index=settings.vector_index)
 
 
 def _with_query_encoder(index: VectorIndex, embedder: TextEmbedder) -> VectorIndex:
@@ -164,6 +233,41 @@ class Retriever:
         self.index = index
         self.embedder = embedder or Embedder(settings.embedder, threads=settings.threads)
         self.retriever = HybridRetriever(index, self.embedder)
+        self._update_lock = threading.Lock()  # one index update at a time
+        self._signature = corpus_signature(settings.corpus_dir)  # of the corpus the index was made from
+        self._refresh_error: str | None = None
+
+    def refresh(self, on_progress: Callable[[int, int], None] | None = None, *, wait: bool = True) -> bool:
+        """Bring the index up to date with the corpus folder when its files changed since the last look
+        (a scan of names, sizes and times; then only new and changed documents are embedded, see
+        :func:`ensure_index`). Questions go on meanwhile, over the index as it was. True when the index
+        changed. ``wait=False`` returns False at once when another update is running.
+        Raises :class:`~chatbot.errors.ChatbotError` when the update fails (the index stays as it was)."""
+        if corpus_signature(self.settings.corpus_dir) == self._signature:
+            return False
+        if not self._update_lock.acquire(blocking=wait):
+            return False
+        try:
+            signature = corpus_signature(self.settings.corpus_dir)
+            if signature == self._signature:
+                return False
+            try:
+                index = ensure_index(self.settings, embedder=self.embedder, multilingual=self.retriever.multilingual,
+                                     on_progress=on_progress)
+            finally:
+                self._signature = signature  # a failed update is reported once, not on every question
+            self.index, self.retriever = index, HybridRetriever(index, self.embedder, self.retriever.multilingual)
+            return True
+        finally:
+            self._update_lock.release()
+
+    def _picked_up(self) -> None:
+        """Files dropped into the corpus folder indexed before a question (``refresh``); a failure is
+        logged, and the question answered over the index as it was."""
+        try:
+            self.refresh(wait=False)
+        except ChatbotError as exc:
+            log.warning("the corpus folder changed but the index could not be updated: %s", exc)
 
     @classmethod
     def load(cls, index_dir: str | Path | None = None, corpus_dir: str | Path | None = None, *,
@@ -197,7 +301,9 @@ class Retriever:
         Each passage has ``text``, ``score`` (fused rank score), ``source``, ``title`` and the
         ``start``/``end`` character offsets of ``text`` in the original file.
         """
-        return self.retriever.retrieve(clean_question(query, self.settings.max_question_chars), check_k(k))
+        query = clean_question(query, self.settings.max_question_chars)
+        self._picked_up()
+        return self.retriever.retrieve(query, check_k(k))
 
 
 class Chatbot(Retriever):
@@ -246,6 +352,7 @@ class Chatbot(Retriever):
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
         check_k(k)
+        self._picked_up()
         limits = self.settings
         history = clean_history(history, limits.max_history_turns, limits.max_question_chars)
         answers = (clean_history(answers, limits.max_history_turns, limits.max_question_chars)
@@ -378,7 +485,7 @@ class Chatbot(Retriever):
             p = passages[i]
             answer = best is not None and i == best.passage_index
             citations.append(Citation(
-                source=p.source, title=p.title, start=p.start, end=p.end, text=p.text,
+                source=p.source, title=p.title, start=p.start, end=p.end, text=p.text, page=p.page,
                 answer_start=p.start + best.start if answer else None,
                 answer_end=p.start + best.end if answer else None,
             ))

@@ -1,12 +1,15 @@
 """Typed records passed between the pipeline stages.
 
-Every offset is a character offset (Python ``str`` index) into the *original*
-decoded text of a corpus file, so ``original_text[start:end]`` is always the
-cited text.
+Every offset is a character offset (Python ``str`` index) into the text of a
+document: the decoded file for ``.txt``, the text its converter extracted for
+other types (stored with the index, ``documents.jsonl``), so ``text[start:end]``
+is always the cited text. ``page`` is the 1-based page of a passage's start in a
+paged document (PDF), else None.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass, field
 
 
@@ -16,7 +19,8 @@ class Document:
 
     ``text`` is the whole original file; ``segments`` are the ``(start, end)``
     spans of it that are content (boilerplate removed), in order and disjoint.
-    Chunks never cross the gap between two segments.
+    Chunks never cross the gap between two segments, nor a page break: ``pages``
+    holds the offset where each page starts (empty for text without pages).
     """
 
     source: str
@@ -25,6 +29,11 @@ class Document:
     text: str
     segments: tuple[tuple[int, int], ...]
     metadata: dict = field(default_factory=dict)
+    pages: tuple[int, ...] = ()
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding ``offset``, or None without pages."""
+        return bisect.bisect_right(self.pages, offset) if self.pages else None
 
     def content(self) -> str:
         """Kept text only, segments joined by blank lines (for display and hashing)."""
@@ -42,9 +51,10 @@ class Passage:
     end: int
     score: float = 0.0
     lang: str = "en"
+    page: int | None = None
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("text", "score", "source", "title", "start", "end")}
+        return {k: getattr(self, k) for k in ("text", "score", "source", "title", "start", "end", "page")}
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ class Citation:
     text: str
     answer_start: int | None = None
     answer_end: int | None = None
+    page: int | None = None  # 1-based, in a paged document (PDF)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -24,26 +24,21 @@ import gradio as gr  # noqa: E402
 
 from starlette.middleware import Middleware  # noqa: E402
 
-from .config import Settings  # noqa: E402
+from .config import Settings, UiSettings  # noqa: E402
 from .conversation import Conversation  # noqa: E402
 from .errors import ChatbotError  # noqa: E402
 from .feedback import feedback_row, record  # noqa: E402
 from .guard import RequestGuard  # noqa: E402
 from .questions import check_question, clean_question, valid_text  # noqa: E402
 from .types import Answer, Citation, Span  # noqa: E402
+from .web_documents import documents_tab  # noqa: E402
 from .workers import AnswerWorkers  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = [
-    "Which platform is Grok integrated into?",
-    "Who is the technical advisor of the AI Infrastructure Partnership?",
-    "Сколько денег уже собрал стартап Маска?",
-    "What is the capital of France?",
-]
-NOT_FOUND = "I couldn't find the answer to that in the news articles."
+NOT_FOUND = "I couldn't find the answer to that in the documents."
 LOADING = "Indexing the corpus and loading the models… You can type a question now: it is answered as soon as this is done."
-READY = "Ready: ask a question about the news articles."
+READY = "Ready: ask a question about the documents."
 FAILED = "The chatbot could not start: "
 INTERNAL_ERROR = "Sorry, something went wrong while answering. Please try again."
 # Uploads (multipart) may exceed the corpus file limit by this much: the form's own bytes.
@@ -95,10 +90,11 @@ def highlight(citation: Citation) -> str:
 
 
 def format_citation(citation: Citation) -> str:
-    """One passage as a quote headed by its article's title and file name."""
+    """One passage as a quote headed by its document's title, file name and page ("p. 3")."""
+    page = f", p. {citation.page}" if citation.page is not None else ""
     return (
         f'<blockquote class="citation"><div><strong>{escape_text(citation.title)}</strong>'
-        f" — <code>{escape_text(citation.source)}</code></div>{highlight(citation)}</blockquote>"
+        f" — <code>{escape_text(citation.source)}</code>{page}</div>{highlight(citation)}</blockquote>"
     )
 
 
@@ -371,6 +367,7 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
     """The web chat; starts loading the chatbot (``chatbot_factory()``, default
     ``Chatbot.load(settings=settings)``) in the background right away."""
     settings = settings or Settings.from_env()
+    ui = UiSettings.for_corpus(settings.corpus_dir, settings.title)
     handlers = Handlers(Backend(chatbot_factory or _default_factory(settings)), settings)
 
     def api_ask(question: str, history: list[str] | None = None) -> dict:
@@ -382,30 +379,35 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
     def status() -> tuple[str, gr.Timer]:
         return handlers.backend.status(), gr.Timer(active=not handlers.backend.ready)
 
-    with GuardedBlocks(settings, title="News QA chatbot", analytics_enabled=False,
+    with GuardedBlocks(settings, title=ui.title, analytics_enabled=False,
                        delete_cache=(TEMP_FILE_MAX_AGE_S, TEMP_FILE_MAX_AGE_S)) as app:
         gr.HTML(f"<style>{CSS}</style>", padding=False)
-        gr.Markdown("## News QA chatbot\nAsk about the news articles: every answer quotes the passage it comes from.")
+        gr.Markdown(f"## {escape_text(ui.title)}\n{escape_text(ui.intro)}")
         status_line = gr.Markdown(handlers.backend.status(), elem_id="status")
-        chat = gr.Chatbot(label="Chat", height=600, latex_delimiters=[], elem_id="chat", autoscroll=False,
-                          feedback_options=("Like", "Dislike"), buttons=["copy"])
-        # The chat's turns, kept in this browser across reloads (localStorage).
-        turns = gr.BrowserState([], storage_key="chatbot-chat-turns")
-        with gr.Row():
-            question = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=8, elem_id="question",
-                                  autofocus=True, max_length=settings.max_question_chars)
-            send = gr.Button("Ask", variant="primary", scale=1, min_width=80)
-            clear = gr.Button("New chat", scale=1, min_width=80, elem_id="clear")
-        hint = gr.Markdown("", elem_id="input-hint")
-        rated = gr.State(None)  # the feedback line a comment would be added to
-        with gr.Row(visible=False, elem_id="comment-row") as comment_row:
-            comment = gr.Textbox(placeholder="Thanks! Anything to add? (optional)", show_label=False, scale=8,
-                                 elem_id="comment", max_length=2000)
-            send_comment = gr.Button("Send", scale=1, min_width=80, elem_id="send-comment")
-        examples = gr.Examples(EXAMPLES, inputs=question, label="Examples", elem_id="examples")
-        with gr.Row():
-            export = gr.Button("Export conversation (Markdown, JSON)", size="sm", elem_id="export")
-        files = gr.File(label="Conversation", file_count="multiple", visible=False, elem_id="export-files")
+        with gr.Tab("Chat", elem_id="chat-tab"):
+            chat = gr.Chatbot(label="Chat", height=600, latex_delimiters=[], elem_id="chat", autoscroll=False,
+                              feedback_options=("Like", "Dislike"), buttons=["copy"])
+            # The chat's turns, kept in this browser across reloads (localStorage).
+            turns = gr.BrowserState([], storage_key="chatbot-chat-turns")
+            with gr.Row():
+                question = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=8, elem_id="question",
+                                      autofocus=True, max_length=settings.max_question_chars)
+                send = gr.Button("Ask", variant="primary", scale=1, min_width=80)
+                clear = gr.Button("New chat", scale=1, min_width=80, elem_id="clear")
+            hint = gr.Markdown("", elem_id="input-hint")
+            rated = gr.State(None)  # the feedback line a comment would be added to
+            with gr.Row(visible=False, elem_id="comment-row") as comment_row:
+                comment = gr.Textbox(placeholder="Thanks! Anything to add? (optional)", show_label=False, scale=8,
+                                     elem_id="comment", max_length=2000)
+                send_comment = gr.Button("Send", scale=1, min_width=80, elem_id="send-comment")
+            examples = (gr.Examples(list(ui.examples), inputs=question, label="Examples", elem_id="examples")
+                        if ui.examples else None)
+            with gr.Row():
+                export = gr.Button("Export conversation (Markdown, JSON)", size="sm", elem_id="export")
+            files = gr.File(label="Conversation", file_count="multiple", visible=False, elem_id="export-files")
+        with gr.Tab("Documents", elem_id="documents-tab") as documents:
+            docs, docs_table, docs_choice = documents_tab(handlers.backend, settings)
+        documents.select(docs.listing, outputs=[docs_table, docs_choice], queue=False, api_visibility="private")
 
         timer = gr.Timer(1.0)
         timer.tick(status, outputs=[status_line, timer], queue=False, show_progress="hidden",
@@ -415,8 +417,9 @@ def build_app(chatbot_factory: Callable[[], Any] | None = None, settings: Settin
         question.change(None, inputs=question, outputs=hint, js=counter,
                        api_visibility="private")
         asked = dict(inputs=[question, turns], outputs=[chat, question, turns, hint], api_visibility="private")
+        clicked_example = [examples.load_input_event.then(handlers.respond, **asked)] if examples else []
         for event in (question.submit(handlers.respond, **asked), send.click(handlers.respond, **asked),
-                      examples.load_input_event.then(handlers.respond, **asked)):
+                      *clicked_example):
             event.then(None, js=_SHOW_ANSWER_JS, api_visibility="private")
         for trigger in (clear.click, chat.clear):
             trigger(handlers.clear, outputs=[chat, turns, hint, comment_row], queue=False, api_visibility="private")
@@ -485,4 +488,5 @@ def _running(pid: int) -> bool:
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Build the app for ``settings`` and serve it until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_app(settings=settings).launch(server_name=host, server_port=port, footer_links=["api"])
+    build_app(settings=settings).launch(server_name=host, server_port=port, footer_links=["api"],
+                                        max_file_size=settings.max_file_bytes)

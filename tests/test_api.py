@@ -37,7 +37,7 @@ def test_search_returns_passages_with_offsets_into_the_original_files(retriever,
     for p in passages:
         original = (built_corpus[0] / p.source).read_text(encoding="utf-8")
         assert p.text == original[p.start:p.end] and p.title
-        assert set(p.to_dict()) == {"text", "score", "source", "title", "start", "end"}
+        assert set(p.to_dict()) == {"text", "score", "source", "title", "start", "end", "page"}
     assert len(retriever.search("Grok")) == 5
 
 

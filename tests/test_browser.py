@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,29 @@ see ![logo](http://evil.example/logo.png), <a href="http://evil.example/a">this 
 """
 
 
+@contextmanager
+def running_app(tmp: Path, corpus: Path, port: int, *options: str, env: dict[str, str] | None = None):
+    """``python app.py`` over ``corpus`` (with ``options``, and ``env`` added to the environment) and a
+    fresh index in ``tmp``; yields its URL."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                        "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost"} | (env or {})
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        proc = start_process([sys.executable, "app.py", "--port", str(port), "--index", str(tmp / "index"),
+                              "--corpus", str(corpus), *options], url, tmp / "server.log", cwd=ROOT, env=env,
+                             startup_s=STARTUP_S)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture(scope="module")
 def feedback_file(tmp_path_factory) -> Path:
     """Where the server appends ratings (CHATBOT_FEEDBACK)."""
@@ -65,23 +89,8 @@ def server(tmp_path_factory, free_port_factory, feedback_file):
     tmp = tmp_path_factory.mktemp("web")
     corpus = Path(shutil.copytree(ROOT / "corpus", tmp / "corpus"))
     (corpus / "zz_hostile.md").write_text(HOSTILE_DOC, encoding="utf-8")
-    port = free_port_factory()
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-                        "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost",
-                        "CHATBOT_FEEDBACK": str(feedback_file)}
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        proc = start_process([sys.executable, "app.py", "--port", str(port), "--index", str(tmp / "index"),
-                              "--corpus", str(corpus)], url, tmp / "server.log", cwd=ROOT, env=env,
-                             startup_s=STARTUP_S)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with running_app(tmp, corpus, free_port_factory(), env={"CHATBOT_FEEDBACK": str(feedback_file)}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -119,7 +119,7 @@ def test_hard_wrapped_markdown_sentence_stays_whole(tmp_path):
         encoding="utf-8")
     (doc,), _ = load_corpus(tmp_path)
     passages = chunk_document(doc, ChunkingSettings(max_chars=60, overlap_sentences=0))
-    assert "The committee met on Friday and\nagreed on the budget." in [p.text for p in passages]
+    assert any("The committee met on Friday and\nagreed on the budget." in p.text for p in passages)
 
 
 def test_english_abbreviations_and_decimals():

@@ -17,14 +17,14 @@ def test_ask_json_shape(argv_tail, capsys):
     assert out["answer"] is None or isinstance(out["answer"], str)
     assert 0 <= out["score"] <= 1 and out["latency_ms"] > 0 and out["citations"]
     for c in out["citations"]:
-        assert set(c) == {"source", "title", "start", "end", "text", "answer_start", "answer_end"}
+        assert set(c) == {"source", "title", "start", "end", "text", "answer_start", "answer_end", "page"}
 
 
 def test_search_json_and_readable_output(argv_tail, capsys):
     assert main(["search", "Colossus data center", "--json", "-k", "2", *argv_tail]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["query"] == "Colossus data center" and len(out["passages"]) == 2
-    assert all(set(p) == {"text", "score", "source", "title", "start", "end"} for p in out["passages"])
+    assert all(set(p) == {"text", "score", "source", "title", "start", "end", "page"} for p in out["passages"])
     assert main(["search", "Colossus data center", "-k", "1", *argv_tail]) == 0
     assert capsys.readouterr().out.startswith("[1] ")
     assert main(["ask", "What is the boiling point of water in Fahrenheit?", *argv_tail]) == 0

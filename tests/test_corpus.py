@@ -116,7 +116,8 @@ def test_user_dropped_files_get_title_and_language(tmp_path):
     (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n")
     (tmp_path / ".hidden.txt").write_text("secret", encoding="utf-8")
     docs, skipped = load_corpus(tmp_path)
-    assert skipped == [SkippedFile("image.png", "unsupported file type '.png': only .txt and .md files are indexed")]
+    assert skipped == [SkippedFile("image.png", "unsupported file type '.png': the types indexed are "
+                                                ".docx, .htm, .html, .markdown, .md, .pdf, .txt")]
     by = {d.source: d for d in docs}
     assert list(by) == ["notes.md", "ru.txt"]
     assert by["notes.md"].title == "My Notes" and by["notes.md"].lang == "en"

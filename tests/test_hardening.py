@@ -186,19 +186,20 @@ def test_dropped_files_are_indexed_or_skipped_with_named_reasons(tmp_path, no_mu
     index_dir = tmp_path / "index"
     with caplog.at_level(logging.WARNING):
         assert main(["index", "--corpus", str(corpus), "--index", str(index_dir)]) == 0
-    assert "3 files" in capsys.readouterr().out
+    assert "4 files" in capsys.readouterr().out
     warned = dict(re.fullmatch(r"not indexed: (\S+) \((.*)\)", r.getMessage()).groups()
                   for r in caplog.records if r.getMessage().startswith("not indexed: "))
     assert {name: reason.split(" (")[0].split(":")[0] for name, reason in warned.items()} == {
         "empty.txt": "empty", "binary.txt": "binary", "huge.txt": "too large",
-        "page.html": "unsupported file type '.html'", "photo.png": "unsupported file type '.png'",
+        "photo.png": "unsupported file type '.png'",
         "outside.txt": "a link to a file outside the corpus folder"}
 
     index = load_index(index_dir)
     by_source = {}
     for p in index.passages:
         by_source.setdefault(p.source, []).append(p.text)
-    assert sorted(by_source) == ["article.txt", "page.md", "russian-cp1251.txt"]
+    assert sorted(by_source) == ["article.txt", "page.html", "page.md", "russian-cp1251.txt"]
+    assert by_source["page.html"] == ["The harbour of Quendale opens at dawn."]  # main text only (trafilatura)
     assert any("Мара Острава" in t for t in by_source["russian-cp1251.txt"])
     page = " ".join(by_source["page.md"])
     assert "harbour of Quendale" in page and "tracking" not in page and "color: red" not in page

@@ -72,28 +72,31 @@ def test_input_validation(make_bot):
 
 
 def test_index_is_built_once_and_rebuilt_when_the_corpus_or_settings_change(corpus_copy, tmp_path, embedder, monkeypatch):
-    builds = []
-    real_build = pipeline.build_index
+    builds, updates = [], []
+    real_build, real_update = pipeline.build_index, pipeline.update_index
     monkeypatch.setattr(pipeline, "build_index", lambda *a, **kw: builds.append(1) or real_build(*a, **kw))
+    monkeypatch.setattr(pipeline, "update_index", lambda *a, **kw: updates.append(kw["remove"]) or real_update(*a, **kw))
     settings = Settings().with_(corpus_dir=corpus_copy, index_dir=tmp_path / "index")
     first = ensure_index(settings, embedder=embedder)
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
     assert manifest["embedder"] == settings.embedder and manifest["chunking"] == settings.chunking.as_dict()
-    assert set(manifest["files"]) == {p.name for p in corpus_copy.iterdir()}
+    # every file but the web chat's chatbot.json, which is not a document
+    assert set(manifest["files"]) == {p.name for p in corpus_copy.iterdir()} - {"chatbot.json"}
     ensure_index(settings, embedder=embedder)
     assert len(builds) == 1
 
     path = corpus_copy / "003_b9ba9737376ecf2c.txt"
     path.write_text(path.read_text(encoding="utf-8") + "\n\nThe quokka festival takes place in Perth every spring.\n",
                     encoding="utf-8")
-    rebuilt = ensure_index(settings, embedder=embedder)
-    assert len(builds) == 2
-    assert any("quokka" in p.text for p in rebuilt.passages) and not any("quokka" in p.text for p in first.passages)
+    updated = ensure_index(settings, embedder=embedder)  # only the changed file is embedded again
+    assert len(builds) == 1 and updates == [{"003_b9ba9737376ecf2c.txt"}]
+    assert any("quokka" in p.text for p in updated.passages) and not any("quokka" in p.text for p in first.passages)
+    rebuilt = updated
 
     ensure_index(settings.with_(chunking=ChunkingSettings(max_chars=300)), embedder=embedder)
-    assert len(builds) == 3
+    assert len(builds) == 2
     (tmp_path / "index" / "passages.jsonl").write_text("damaged")
-    assert len(ensure_index(settings, embedder=embedder)) == len(rebuilt) and len(builds) == 4
+    assert len(ensure_index(settings, embedder=embedder)) == len(rebuilt) and len(builds) == 3
 
 
 def test_real_corpus_and_reader_answer_with_citation(corpus_copy, tmp_path, trained_reader):
