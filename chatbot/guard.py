@@ -8,7 +8,7 @@
   (403): another site's page cannot upload files or run questions through the user's browser
   (programs that send no ``Origin``, such as curl or gradio_client, are not browsers and pass);
 - a body larger than its limit (413, counted as it arrives when no Content-Length is given), or, where
-  ``require_length``, a body without Content-Length (411).
+  ``require_length``, a POST, PUT or PATCH without Content-Length (411).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from starlette.exceptions import HTTPException
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # those whose body ``require_length`` wants announced
 
 
 def _too_large(limit: int, hint: str = "") -> str:
@@ -76,7 +77,7 @@ class RequestGuard:
         path = scope.get("path", "")
         limit, hint = self.body_limit(path), self.body_hint(path)
         length = headers.get("content-length")
-        if length is None and self.require_length:
+        if length is None and self.require_length and method in BODY_METHODS:
             return await _refuse(send, 411, "Send the body with a Content-Length header.")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return await _refuse(send, 413, _too_large(limit, hint))

@@ -64,14 +64,15 @@ def handlers(real_bot):
 
 @pytest.mark.parametrize("question, outcome", CASES)
 def test_web_chat_bad_questions(handlers, question, outcome):
-    *_, (messages, box, _) = handlers.respond(question, [], None)
-    reply = messages[-1]["content"]
-    assert box == "" and messages[-1]["role"] == "assistant" and "Traceback" not in reply
-    if outcome == "refused":
-        assert reply == escape_text(check_question(question, MAX_CHARS))
+    *_, (messages, box, turns, hint) = handlers.respond(question, [])
+    if outcome == "refused":  # nothing is added to the chat; the question stays in the box with the reason under it
+        assert not isinstance(messages, list) and not isinstance(turns, list)
+        assert hint == (escape_text(check_question(question, MAX_CHARS)) if question.strip() else "")
     else:
+        reply = messages[-1]["content"]
+        assert box == "" and hint == "" and messages[-1]["role"] == "assistant" and "Traceback" not in reply
         assert "Answer:" in reply or escape_text(NOT_FOUND) in reply
-        assert "searched for" in reply and "<img" not in reply
+        assert "searched for" in reply and "<img" not in reply and len(turns) == 1
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -329,6 +330,8 @@ class _FullDiskExport:
 def test_a_query_encoder_lost_to_a_full_disk_is_said_and_added_at_the_next_start(small_index, embedder, caplog):
     settings, before = small_index
     (settings.corpus_dir / "more.txt").write_text("Another article about the Quendale harbour.\n")
+    # Other chunking: a full rebuild, which exports the query encoder (adding a file alone updates the index).
+    settings = settings.with_(chunking=replace(settings.chunking, max_chars=settings.chunking.max_chars + 1))
     with caplog.at_level(logging.WARNING, logger="chatbot.index"):
         index = ensure_index(settings, embedder=_FullDiskExport(embedder))
     assert "without its ONNX query encoder" in caplog.text and "No space left" in caplog.text

@@ -27,8 +27,9 @@ class ChatbotRetriever(BaseRetriever):
     """LangChain retriever over a loaded :class:`chatbot.Retriever` (or ``Chatbot``).
 
     Returns one ``Document`` per passage: ``page_content`` is the passage text, ``metadata``
-    holds ``source``, ``title``, ``start``, ``end`` (character offsets in the original file)
-    and ``score``.
+    holds ``source``, ``title``, ``start``, ``end`` (character offsets in the original file, or
+    in the extracted text stored with the index for PDF, DOCX and HTML), ``page`` (a PDF's page,
+    1 = first; else None) and ``score``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -39,6 +40,7 @@ class ChatbotRetriever(BaseRetriever):
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return [
             Document(page_content=p.text,
-                     metadata={"source": p.source, "title": p.title, "start": p.start, "end": p.end, "score": p.score})
+                     metadata={"source": p.source, "title": p.title, "start": p.start, "end": p.end, "page": p.page,
+                               "score": p.score})
             for p in self.retriever.search(query, self.k)
         ]
