@@ -143,6 +143,8 @@ class LoadResult:
     mismatches: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     single_user_ms: list[float] = field(default_factory=list)
+    hostile_sessions: int = 0
+    hostile_latencies_ms: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     rss_before_mb: float = 0.0
     rss_after_mb: float = 0.0
@@ -162,7 +164,10 @@ class LoadResult:
             "throughput_qps": round(self.questions / self.wall_s, 2) if self.wall_s else 0.0,
             "wall_s": round(self.wall_s, 1),
             "rss_before_mb": round(self.rss_before_mb), "rss_after_mb": round(self.rss_after_mb),
-        }
+        } | ({"hostile_sessions": self.hostile_sessions,
+              "hostile_p50_ms": round(self.percentile(self.hostile_latencies_ms, 0.5)),
+              "hostile_p95_ms": round(self.percentile(self.hostile_latencies_ms, 0.95))}
+             if self.hostile_sessions else {})
 
 
 def _comparable(answer: dict) -> dict:
@@ -170,11 +175,16 @@ def _comparable(answer: dict) -> dict:
 
 
 def run_load(face: str, new_session: Callable[[], Session], sessions: int = 50, questions: int = 3,
-             scripts: list[list[str]] = SCRIPTS, pid: int | None = None) -> LoadResult:
+             scripts: list[list[str]] = SCRIPTS, pid: int | None = None, hostile: int = 0,
+             hostile_history: list[str] | None = None) -> LoadResult:
     """Ask every script once as a single user, then run ``sessions`` sessions at once (session ``i``
     asks the first ``questions`` turns of ``scripts[i % len(scripts)]``) and compare. RSS is that of
-    the server process ``pid`` (default: this process, for servers run in it)."""
-    result = LoadResult(face, sessions)
+    the server process ``pid`` (default: this process, for servers run in it).
+
+    ``hostile`` more sessions run beside them, each sending ``hostile_history`` (the largest history a
+    face accepts) as the history of every question: their answers are not compared and their latencies
+    are kept apart, so that the figures say what they do to everyone else's questions."""
+    result = LoadResult(face, sessions, hostile_sessions=hostile)
     scripts = [script[:questions] for script in scripts[: min(len(scripts), sessions)]]
     reference: list[list[dict]] = []
     for script in scripts:  # single user, one turn at a time (also warms everything up)
@@ -188,10 +198,11 @@ def run_load(face: str, new_session: Callable[[], Session], sessions: int = 50, 
         reference.append(answers)
 
     lock = threading.Lock()
-    start = threading.Barrier(sessions)
+    start = threading.Barrier(sessions + hostile)
 
     def session(i: int) -> None:
         script, expected = scripts[i % len(scripts)], reference[i % len(scripts)]
+        attacker = i >= sessions
         try:
             user = new_session()
         except Exception as exc:  # noqa: BLE001 - every failure is counted, none stops the run
@@ -204,7 +215,7 @@ def run_load(face: str, new_session: Callable[[], Session], sessions: int = 50, 
         for turn, question in enumerate(script):
             started = time.perf_counter()
             try:
-                answer = _comparable(user.ask(question, list(history)))
+                answer = _comparable(user.ask(question, list(hostile_history or []) if attacker else list(history)))
             except Exception as exc:  # noqa: BLE001
                 with lock:
                     result.errors.append(f"session {i} turn {turn}: {type(exc).__name__}: {exc}")
@@ -212,6 +223,10 @@ def run_load(face: str, new_session: Callable[[], Session], sessions: int = 50, 
                 continue
             elapsed = (time.perf_counter() - started) * 1000
             with lock:
+                if attacker:
+                    result.hostile_latencies_ms.append(elapsed)
+                    history.append(question)
+                    continue
                 result.questions += 1
                 result.latencies_ms.append(elapsed)
                 if answer != expected[turn]:
@@ -221,8 +236,8 @@ def run_load(face: str, new_session: Callable[[], Session], sessions: int = 50, 
 
     result.rss_before_mb = process_memory_mb(pid) or 0.0
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=sessions) as pool:
-        list(pool.map(session, range(sessions)))
+    with ThreadPoolExecutor(max_workers=sessions + hostile) as pool:
+        list(pool.map(session, range(sessions + hostile)))
     result.wall_s = time.perf_counter() - started
     result.rss_after_mb = process_memory_mb(pid) or 0.0
     return result

@@ -36,6 +36,13 @@ def start(command: str, args, log_dir: Path):
     return proc, url
 
 
+def hostile_history(settings) -> list[str]:
+    """The largest history every face accepts: ``max_history_turns`` questions of ``max_question_chars``
+    characters, full of names (each one a candidate subject of a follow-up)."""
+    names = " ".join(f"Colossus{i} Memphis{i} Oracle{i}" for i in range(200))
+    return [names[: settings.max_question_chars].rsplit(" ", 1)[0] + "?"] * settings.max_history_turns
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=50)
@@ -44,6 +51,8 @@ def main() -> int:
     parser.add_argument("--corpus", default=str(ROOT / "corpus"))
     parser.add_argument("--index", default=str(ROOT / "index"))
     parser.add_argument("--faces", nargs="+", default=["gradio", "http"], choices=["gradio", "http"])
+    parser.add_argument("--hostile", type=int, default=0,
+                        help="more sessions that send the largest history a face accepts with every question")
     args = parser.parse_args()
     from chatbot.config import Settings
     from chatbot.loadtest import gradio_session, http_session, run_load
@@ -61,7 +70,8 @@ def main() -> int:
             try:
                 new_session = (lambda: gradio_session(url + "/")) if face == "gradio" else (lambda: http_session(url))
                 for n in range(args.rounds):
-                    result = run_load(face, new_session, args.sessions, args.questions, pid=proc.pid)
+                    result = run_load(face, new_session, args.sessions, args.questions, pid=proc.pid,
+                                      hostile=args.hostile, hostile_history=hostile_history(settings))
                     print(json.dumps({"round": n + 1, **result.summary()}, ensure_ascii=False), flush=True)
                     for problem in (result.errors + result.mismatches)[:5]:
                         print("  " + problem[:500], file=sys.stderr)

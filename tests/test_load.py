@@ -26,3 +26,23 @@ def test_concurrent_sessions_get_the_single_user_answers(face, real_bot, local_s
     assert result.errors == [] and result.mismatches == []
     assert summary["questions"] == SESSIONS * QUESTIONS
     assert summary["rss_after_mb"] - summary["rss_before_mb"] < RSS_GROWTH_MB, summary
+
+
+def test_sessions_sending_the_largest_history_leave_everyone_else_their_answers(real_bot, local_servers):
+    """Hostile clients (every question with ``max_history_turns`` questions of ``max_question_chars``
+    characters) are answered without error, and the other sessions still get the single-user answers."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("load_test", Path(__file__).parents[1] / "scripts" / "load_test.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    history = script.hostile_history(real_bot.settings)
+    assert len(history) == real_bot.settings.max_history_turns
+    assert all(len(h) <= real_bot.settings.max_question_chars for h in history)
+
+    url = local_servers.http(create_app(real_bot))
+    result = run_load("http", lambda: http_session(url), 8, QUESTIONS, hostile=4, hostile_history=history)
+    summary = result.summary()
+    assert result.errors == [] and result.mismatches == [], summary
+    assert len(result.hostile_latencies_ms) == 4 * QUESTIONS and summary["hostile_sessions"] == 4
