@@ -4,6 +4,7 @@ interrupted run resumed from its checkpoint ends where an uninterrupted one does
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,6 @@ from chatbot.training import (
     is_heldout,
     load_squad,
     select_datasets,
-    split_heldout,
     train_reader,
     training_examples,
 )
@@ -64,7 +64,7 @@ def qa_data(tmp_path) -> Path:
 
 def test_every_dataset_folder_is_read_under_its_name_with_every_reference_answer(qa_data):
     cfg = TrainConfig(data=[qa_data], cross_lingual=True)
-    train, heldout = training_examples(cfg, __import__("random").Random(0))
+    train, heldout = training_examples(cfg, random.Random(0))
     datasets = {e.dataset for e in train + heldout}
     assert {"xquad.en", "xquad.ru", "xquad.en->ru", "xquad.ru->en", "tydi.en", "tydi.en.dev", "tydi.ru", "qed"} <= datasets
     bern = next(e for e in heldout if e.dataset == "tydi.en.dev")
@@ -76,7 +76,7 @@ def test_every_dataset_folder_is_read_under_its_name_with_every_reference_answer
 
 def test_held_out_parts_are_never_trained_on_in_any_language(qa_data):
     cfg = TrainConfig(data=[qa_data], cross_lingual=True)
-    train, heldout = training_examples(cfg, __import__("random").Random(0))
+    train, heldout = training_examples(cfg, random.Random(0))
     assert not any(is_heldout(e) for e in train)
     assert all(e.title != HELDOUT_XQUAD_ARTICLES[0] for e in train if e.dataset.startswith("xquad"))
     assert {e.dataset for e in heldout if e.title == HELDOUT_XQUAD_ARTICLES[0]} == {
@@ -100,7 +100,7 @@ def test_dataset_selection_names_what_exists(qa_data):
 @pytest.mark.skipif(not SHARED_QA.is_dir(), reason="../shared/qa-data is not beside the checkout")
 def test_the_shared_data_gives_about_eleven_thousand_training_questions_and_every_held_out_part():
     cfg = TrainConfig(data=[SHARED_QA], cross_lingual=True)
-    train, heldout = training_examples(cfg, __import__("random").Random(0))
+    train, heldout = training_examples(cfg, random.Random(0))
     assert 9_000 < len(train) < 12_000
     counts = {}
     for e in heldout:
