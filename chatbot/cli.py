@@ -55,12 +55,11 @@ def _evaluate_reader(args) -> int:
         [Path(p) for p in args.data] if args.data else TrainConfig().data,
         Path(args.questions),
         Path(args.corpus),
-        write_threshold=not args.keep_threshold,
         precision=args.onnx,
     )
     _print_json(report)
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-    if not args.keep_threshold:
+    if not args.no_write:
         (model_dir / "evaluation.json").write_text(text, encoding="utf-8")
     if args.report:
         Path(args.report).write_text(text, encoding="utf-8")
@@ -183,11 +182,39 @@ def _print_answer(answer) -> None:
 
 def _ask(args) -> int:
     question = _checked(args.question)
-    answer = _load_chatbot(args).ask(question, k=args.k)
+    answer = _load_chatbot(args).ask(question, k=args.k, explain=args.explain)
     if args.json:
         _print_json(answer.to_dict())
     else:
         _print_answer(answer)
+        if answer.explanation is not None:
+            _print_explanation(answer.explanation)
+    return 0
+
+
+def _print_explanation(explanation) -> None:
+    """``ask --explain``: the query, the passages with their ranks, the candidates with their features and
+    confidence, and the decision."""
+    print(f"\nWhy: {explanation.decision}")
+    print(f"Searched for ({explanation.language}): {_snippet(explanation.searched_for)}")
+    print("Passages (rank: fused score, dense cosine and rank, BM25 score and rank):")
+    for p in explanation.passages:
+        print(f"  {p.rank + 1}. {_snippet(p.source)} chars {p.start}-{p.end} [{p.lang}]: fused {p.score:.4f}, "
+              f"dense {p.dense_score:.3f} (#{p.dense_rank + 1}), bm25 {p.bm25_score:.2f} (#{p.bm25_rank + 1})")
+    print(f"Candidates (confidence = the answer policy's P(right); threshold {explanation.threshold:.2f}):")
+    for c in explanation.candidates:
+        features = ", ".join(f"{k} {v:.2f}" for k, v in c.features.items())
+        print(f"  {c.confidence:.3f}  {_snippet(c.text, 80)!r} from passage {c.passage.rank + 1}: {features}")
+
+
+def _fit_policy(args) -> int:
+    from .tools.policy_fit import FitConfig, fit_policy
+
+    fit_policy(FitConfig(reader=Path(args.reader) if args.reader else FitConfig().reader,
+                         data=[Path(p) for p in args.data] if args.data else FitConfig().data,
+                         questions=[Path(q) for q in args.questions] if args.questions else FitConfig().questions,
+                         precision=args.precision, refit=args.refit, out=Path(args.out) if args.out else None,
+                         limit=args.limit))
     return 0
 
 
@@ -356,11 +383,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", default="evals/questions.jsonl", metavar="FILE")
     p.add_argument("--corpus", default="corpus", metavar="DIR")
     p.add_argument("--report", metavar="OUT.json", help="also write the figures here")
-    p.add_argument("--keep-threshold", action="store_true",
-                   help="write nothing beside the weights (neither the threshold nor evaluation.json)")
+    p.add_argument("--no-write", action="store_true", help="write no evaluation.json beside the weights")
     p.add_argument("--onnx", choices=("fp32", "int8"), metavar="PRECISION",
                    help="measure the ONNX export of this precision (fp32 or int8) instead of the checkpoint on torch")
     p.set_defaults(func=_evaluate_reader)
+
+    p = sub.add_parser("fit-policy", help="fit the answer policy (answer_policy.json) of a reader on TyDi QA held-out "
+                       "questions and the tuning set (developer step)")
+    p.add_argument("--reader", metavar="DIR", help="reader model directory (default: the shipped model)")
+    p.add_argument("--data", nargs="+", metavar="FILE_OR_DIR", help="SQuAD-format JSON (default: ../shared/qa-data/)")
+    p.add_argument("--questions", nargs="+", metavar="FILE", help="eval-style question sets over --corpus "
+                   "(default: the tuning set evals/questions.jsonl; never the gate set)")
+    p.add_argument("--precision", type=float, default=0.75,
+                   help="share of shown answers that should be right on the fitting questions (sets the threshold)")
+    p.add_argument("--refit", action="store_true", help="fit again from the cached candidates (runs/policy)")
+    p.add_argument("--limit", type=int, metavar="N", help="use N TyDi questions (a quick run)")
+    p.add_argument("--out", metavar="FILE", help="where to write the policy (default: beside the reader)")
+    p.set_defaults(func=_fit_policy)
 
     p = sub.add_parser("export-reader", help="export a reader to ONNX (model.onnx beside its weights) for "
                        "ONNX Runtime (developer step)")
@@ -402,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="answer one question, with cited passages")
     p.add_argument("question")
     p.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    p.add_argument("--explain", action="store_true",
+                   help="also show why: the passages and their ranks, the candidates and their features and "
+                        "confidence, the threshold and the decision")
     _add_corpus_args(p, settings)
     p.set_defaults(func=_ask)
 

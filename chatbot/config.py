@@ -12,8 +12,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-SHIPPED_READER_DIR = PACKAGE_DIR / "models" / "reader"
-SHIPPED_MULTILINGUAL_READER_DIR = PACKAGE_DIR / "models" / "reader-multilingual"
+# The one reader, for every language (multilingual-e5-small fine-tuned on all of ../shared/qa-data; its model
+# card), with its answer policy (answer_policy.json) beside its weights.
+SHIPPED_READER_DIR = PACKAGE_DIR / "models" / "reader-multilingual"
 SHIPPED_RELEVANCE_ENCODER_DIR = PACKAGE_DIR / "models" / "sentence-encoder"
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 # The second, multilingual embedder (chatbot.embedding.UseEmbedder; evals/README.md, "Cross-lingual retrieval").
@@ -119,15 +120,8 @@ class Settings:
     # A second, multilingual embedder ("" turns it off): it picks the passage of a corpus language
     # missing from the results, which takes the last of the k places (cross-lingual retrieval).
     multilingual_embedder: str = MULTILINGUAL_USE
+    # Any transformers extractive QA checkpoint (a local directory or a hub id; CHATBOT_READER, --reader).
     reader: str = str(SHIPPED_READER_DIR)
-    # The reader of passages in the languages `reader` does not read (the Russian article, for
-    # questions in either language): multilingual-e5-small fine-tuned on XQuAD en+ru and across
-    # them (its model card). "" leaves those passages to the sentence reader (chatbot.sentence_reader).
-    multilingual_reader: str = str(SHIPPED_MULTILINGUAL_READER_DIR)
-    # Its export: "int8" (model_int8.onnx, the one shipped: int8 attention and feed-forward input layers,
-    # a third less reading time at eval F1 75.2 against 75.6; its model card, "Runtime") or "fp32" (model.onnx,
-    # written by `chatbot export-reader` from the checkpoint, which is not shipped).
-    multilingual_reader_precision: str = "int8"
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     vector_index: VectorIndexSettings = field(default_factory=VectorIndexSettings)
     top_k: int = 5
@@ -164,11 +158,10 @@ class Settings:
     # FAISS's OpenMP threads busy-wait after each search and take the cores from torch: one query
     # against a few thousand vectors needs no second thread (docs/benchmark.md).
     faiss_threads: int = 1
-    # "fp32": the reader computes in fp32 (its weights are fp16 on disk). "int8": int8 weights in its
-    # attention and feed-forward input layers (model_int8.onnx from `chatbot export-reader --int8`, or
-    # torch dynamic quantization at load): a quarter less reader time, but with ONNX Runtime eval F1
-    # 64.3 vs 66.6 and the README's first example unanswered (model card, "Runtime and int8").
-    reader_precision: str = "fp32"
+    # "int8": the export with int8 weights (model_int8.onnx, the one shipped; `chatbot export-reader --int8`,
+    # or torch dynamic quantization at load); "fp32": model.onnx or the checkpoint in fp32. The model card's
+    # "Runtime" section gives the int8 export's figures against the checkpoint's.
+    reader_precision: str = "int8"
     # Where the reader runs: "onnx" (ONNX Runtime on the exported model.onnx / model_int8.onnx beside the
     # weights; answering then never imports torch, which cuts seconds off a cold start), "torch", or
     # "auto": ONNX when that file exists and onnxruntime imports, else torch (with a log line saying why).
@@ -178,26 +171,11 @@ class Settings:
     # ONNX when the index has the encoder and onnxruntime imports. Passages are always embedded by
     # sentence-transformers.
     query_runtime: str = "auto"
-    # Answering (chatbot.pipeline). An answer's score is the reader probability times
-    # rank_decay ** (best retrieval rank of its passage among the fused, dense and BM25 orders): the
-    # reader's probabilities are per window and overconfident on distracting passages, so retrieval
-    # order breaks ties. Measured with the shipped reader on evals/questions.jsonl (k=5): blending in
-    # the dense cosine instead (weights 0-0.9) peaked at F1 49.9 with 53% abstention on unanswerable
-    # questions; the fused rank alone with decay 0.4 gave F1 52.0 at 80% abstention; the best of the
-    # three ranks with decay 0.2 and answer_threshold 0.105 gave F1 55.0 at 80% abstention.
-    # min_similarity: the best retrieved passage has cosine >= 0.20 for every answerable question and
-    # < 0.15 for off-topic ones ("capital of France", "FIFA World Cup").
-    rank_decay: float = 0.2
-    answer_threshold: float = 0.105  # abstain when the best answer's score is lower
-    min_similarity: float = 0.2  # abstain when no retrieved passage is at least this similar
-    # Candidate answers are ranked by score times exp((cos - best cos) / temperature), cos being the
-    # cosine between the question and the answer's sentence by this multilingual sentence encoder
-    # (chatbot.relevance; its temperature, language offset and abstention floor are in the relevance.json
-    # beside it): readers judge one window at a time and are sure of wrong answers in passages that
-    # share the topic. The shipped encoder is multilingual-e5-small (evals/README.md, "Ranking answers
-    # by e5"); "" uses the multilingual embedder (USE) with RelevanceSettings' defaults.
+    # The multilingual sentence encoder whose cosine between the question and a candidate's sentence is one of
+    # the answer policy's features (chatbot.relevance, chatbot.policy): multilingual-e5-small on ONNX Runtime.
+    # "" uses the multilingual embedder instead (the shipped policy was fitted with e5's cosines).
     relevance_encoder: str = str(SHIPPED_RELEVANCE_ENCODER_DIR)
-    reader_top_k: int = 10  # candidate spans the reader returns
+    reader_top_k: int = 10  # candidate spans the reader returns over all the passages, for the policy to judge
     max_citations: int = 3  # passages cited per answer
     alternatives: int = 3  # runner-up answers kept on Answer.alternatives
 
@@ -214,8 +192,6 @@ class Settings:
             embedder=env.get("CHATBOT_EMBEDDER"),
             multilingual_embedder=env.get("CHATBOT_MULTILINGUAL_EMBEDDER"),
             reader=env.get("CHATBOT_READER"),
-            multilingual_reader=env.get("CHATBOT_MULTILINGUAL_READER"),
-            multilingual_reader_precision=env.get("CHATBOT_MULTILINGUAL_READER_PRECISION"),
             relevance_encoder=env.get("CHATBOT_RELEVANCE_ENCODER"),
             reader_precision=env.get("CHATBOT_READER_PRECISION"),
             reader_runtime=env.get("CHATBOT_READER_RUNTIME"),

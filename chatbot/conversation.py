@@ -235,9 +235,10 @@ class Conversation:
         self.questions = [*self.questions, question][-self.max_turns :]
         self.answers = [*self.answers, answer][-self.max_turns :]
 
-    def ask(self, bot, question: str, k: int = 5):
+    def ask(self, bot, question: str, k: int = 5, explain: bool = False):
         """Ask ``bot`` (a :class:`chatbot.pipeline.Chatbot`) with this history, and record the turn."""
-        answer = bot.ask(question, history=self.questions, k=k, answers=[a or "" for a in self.answers])
+        answer = bot.ask(question, history=self.questions, k=k, answers=[a or "" for a in self.answers],
+                         explain=explain)
         self.add(question, answer.text)
         return answer
 

@@ -9,6 +9,7 @@ import re
 import string
 import sys
 import unicodedata
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -121,69 +122,106 @@ def _check_types(row: dict) -> list[str]:
     return problems
 
 
-def _check_grounding(row: dict, corpus_dir: Path, texts: dict[str, str]) -> list[str]:
+def _check_grounding(row: dict, corpus_dir: Path, texts: dict[str, str]) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)`` of an answerable row: a missing or unknown source is an error; an answer or
+    evidence not found verbatim (the schema's "verbatim where possible") only a warning."""
     answers = row["answers"]
     if not answers:
-        return ["answerable row without answers"]
+        return ["answerable row without answers"], []
     sources, evidences = _as_list(row["source"]), _as_list(row["evidence"])
     if row["source"] is None or row["evidence"] is None or not sources:
-        return ["answerable row needs source and evidence"]
+        return ["answerable row needs source and evidence"], []
     if len(sources) != len(evidences):
-        return [f"{len(sources)} sources but {len(evidences)} evidences"]
-    problems = []
+        return [f"{len(sources)} sources but {len(evidences)} evidences"], []
+    errors, warnings = [], []
     for src, ev in zip(sources, evidences):
         if not (isinstance(src, str) and isinstance(ev, str)):
-            problems.append("source and evidence items must be strings")
+            errors.append("source and evidence items must be strings")
             continue
         if src not in texts:
             path = corpus_dir / src
             if Path(src).name != src or not path.is_file():
-                problems.append(f"source {src!r} not in {corpus_dir}")
+                errors.append(f"source {src!r} not in {corpus_dir}")
                 continue
             texts[src] = path.read_text(encoding="utf-8")
         if ev not in texts[src]:
-            problems.append(f"evidence not verbatim in {src}: {ev[:60]!r}")
+            warnings.append(f"evidence not verbatim in {src}: {ev[:60]!r}")
         if not any(_contains(ev, a) for a in answers):
-            problems.append(f"no answer in evidence: {ev[:60]!r}")
+            warnings.append(f"no answer in evidence: {ev[:60]!r}")
     found = [s for s in sources if isinstance(s, str) and s in texts]
     haystacks = [e for e in evidences if isinstance(e, str)] + [texts[s] for s in found]
     for a in answers:
         if not any(_contains(t, a) for t in haystacks):
-            problems.append(f"answer {a!r} not in evidence or source")
+            warnings.append(f"answer {a!r} not in evidence or source")
     if found and not any(a in texts[s] for a in answers for s in found):
-        problems.append("no answer verbatim in the source text")
-    return problems
+        warnings.append("no answer verbatim in the source text")
+    return errors, warnings
 
 
-def validate_rows(rows: list[dict], corpus_dir: str | Path) -> list[str]:
-    """Problems found in a question set, as 'id: message' strings (empty list: valid)."""
+@dataclass
+class Validation:
+    """What validating a question set found, as 'id: message' strings.
+
+    ``errors`` (schema and types: missing keys, wrong types, duplicate ids, an unknown source file) make the
+    set unusable; ``warnings`` (grounding: an answer or evidence not found verbatim in the source) do not.
+    """
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error (warnings allowed)."""
+        return not self.errors
+
+    @property
+    def clean(self) -> bool:
+        """True when there is neither an error nor a warning."""
+        return not self.errors and not self.warnings
+
+
+def validate_questions(rows: list[dict], corpus_dir: str | Path) -> Validation:
+    """Errors and warnings of a question set (see :class:`Validation`)."""
     corpus_dir = Path(corpus_dir)
     texts: dict[str, str] = {}
-    problems, seen = [], set()
+    result, seen = Validation(), set()
     for i, row in enumerate(rows):
         rid = str(row.get("id", f"#{i}")) if isinstance(row, dict) else f"#{i}"
         if not isinstance(row, dict):
-            problems.append(f"{rid}: not an object")
+            result.errors.append(f"{rid}: not an object")
             continue
         if rid in seen:
-            problems.append(f"{rid}: duplicate id")
+            result.errors.append(f"{rid}: duplicate id")
         seen.add(rid)
-        found = _check_types(row)
-        if not found:
+        errors, warnings = _check_types(row), []
+        if not errors:
             if row["answerable"]:
-                found = _check_grounding(row, corpus_dir, texts)
+                errors, warnings = _check_grounding(row, corpus_dir, texts)
             elif row["answers"] or row["source"] is not None or row["evidence"] is not None:
-                found = ["unanswerable row must have answers [], source null, evidence null"]
-        problems.extend(f"{rid}: {p}" for p in found)
-    return problems
+                errors = ["unanswerable row must have answers [], source null, evidence null"]
+        result.errors.extend(f"{rid}: {p}" for p in errors)
+        result.warnings.extend(f"{rid}: {p}" for p in warnings)
+    return result
+
+
+def validate_rows(rows: list[dict], corpus_dir: str | Path) -> list[str]:
+    """Every problem of a question set, errors then warnings, as 'id: message' strings (empty: the set is
+    valid and fully grounded, as the shipped set must be). :func:`validate_questions` keeps them apart."""
+    result = validate_questions(rows, corpus_dir)
+    return result.errors + result.warnings
 
 
 # ---------------------------------------------------------------------------
 # Scoring a run: per-row outcomes, grouped metrics, the report and its gate.
 
 METRICS = ("em", "f1", "recall@1", "recall@5", "mrr", "citation_accuracy",
-           "abstention_precision", "abstention_recall", "latency_p50_ms", "latency_p95_ms")
+           "abstention_precision", "abstention_recall", "latency_p50_ms", "latency_p95_ms",
+           "ece", "right_at_0.8", "n_at_0.8", "reliability")
 GATED = ("f1", "recall@5", "citation_accuracy", "abstention_recall")
+LOWER_IS_BETTER = ("ece",)  # gated as maximums; every other metric as a minimum
+RIGHT_F1 = 0.5       # an answer is right when answerable and its token F1 reaches this
+CONFIDENT = 0.8      # right_at_0.8: answers scored at least this
+BINS = 10            # equal-width confidence bins over [0, 1] for ece and reliability
 
 
 def _squash(s: str) -> str:
@@ -203,12 +241,16 @@ def first_relevant_rank(texts: list[str], evidence) -> int | None:
 def score_row(row: dict, pred: dict | None, retrieved: list[str] | None) -> dict:
     """One row's outcome; a figure the row does not count towards is None.
 
-    ``pred`` is a prediction (``answer``, ``citations``, ``latency_ms``) or None
+    ``pred`` is a prediction (``answer``, ``citations``, ``latency_ms``, ``score``) or None
     (retriever-only run); ``retrieved`` the texts of the passages retrieved for it.
+    ``score`` is the prediction's confidence (None when it has none); ``right`` whether the
+    answer is right (answerable and F1 >= ``RIGHT_F1``; any answer to an unanswerable row is
+    wrong), None when the bot abstained.
     """
     answerable = bool(row["answerable"])
     out = {"id": row["id"], "lang": row["lang"], "kind": row_kind(row), "answerable": answerable,
-           "rank": None, "em": None, "f1": None, "cited": None, "abstained": None, "latency_ms": None}
+           "rank": None, "em": None, "f1": None, "cited": None, "abstained": None, "latency_ms": None,
+           "score": None, "right": None}
     if answerable and retrieved is not None:
         out["rank"] = first_relevant_rank(retrieved, row["evidence"]) or 0
     if pred is None:
@@ -216,6 +258,9 @@ def score_row(row: dict, pred: dict | None, retrieved: list[str] | None) -> dict
     answer, citations = pred["answer"], pred["citations"]
     out["abstained"] = answer is None
     out["latency_ms"] = pred["latency_ms"]
+    out["score"] = pred.get("score")
+    if answer is not None:
+        out["right"] = answerable and f1_score(answer, row["answers"]) >= RIGHT_F1
     if answerable:
         out["em"] = exact_match(answer or "", row["answers"])
         out["f1"] = f1_score(answer or "", row["answers"])
@@ -244,8 +289,40 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(values[lo] + (values[hi] - values[lo]) * (pos - lo), 1)
 
 
+def _bin_label(b: int) -> str:
+    return f"{b / BINS:.1f}-{(b + 1) / BINS:.1f}"
+
+
+def calibration(scored: list[dict]) -> dict:
+    """``ece``, ``right_at_0.8``, ``n_at_0.8`` and ``reliability`` over the rows the bot answered (with a score).
+
+    ``ece``: expected calibration error over ``BINS`` equal-width confidence bins, a fraction (3 decimals);
+    ``right_at_0.8``: percent right among answers scored >= 0.8, ``n_at_0.8`` their count;
+    ``reliability``: per non-empty bin its count, mean confidence and percent right. All null when the
+    group has no answered row (``right_at_0.8`` also when none is scored >= 0.8).
+    """
+    answered = [s for s in scored if s.get("right") is not None and s.get("score") is not None]
+    if not answered:
+        return {"ece": None, "right_at_0.8": None, "n_at_0.8": None, "reliability": None}
+    bins: dict[int, list[dict]] = collections.defaultdict(list)
+    for s in answered:
+        bins[min(BINS - 1, max(0, int(s["score"] * BINS)))].append(s)
+    ece, reliability = 0.0, []
+    for b in sorted(bins):
+        rows = bins[b]
+        confidence = sum(s["score"] for s in rows) / len(rows)
+        accuracy = sum(bool(s["right"]) for s in rows) / len(rows)
+        ece += len(rows) / len(answered) * abs(confidence - accuracy)
+        reliability.append({"bin": _bin_label(b), "n": len(rows), "confidence": round(confidence, 3),
+                            "right": round(100 * accuracy, 1)})
+    confident = [s for s in answered if s["score"] >= CONFIDENT]
+    return {"ece": round(ece, 3), "right_at_0.8": _pct(sum(bool(s["right"]) for s in confident), len(confident)),
+            "n_at_0.8": len(confident), "reliability": reliability}
+
+
 def summarize(scored: list[dict]) -> dict:
-    """The report's metrics over a group of scored rows (percent, one decimal; null if nothing to count)."""
+    """The report's metrics over a group of scored rows (percent, one decimal; null if nothing to count),
+    with the calibration of its answers (:func:`calibration`)."""
     ranks = [s["rank"] for s in scored if s["rank"] is not None]
     judged = [s for s in scored if s["abstained"] is not None]
     abstained = [s for s in judged if s["abstained"]]
@@ -263,6 +340,7 @@ def summarize(scored: list[dict]) -> dict:
         "abstention_recall": _pct(right, len(unanswerable)),
         "latency_p50_ms": _percentile([s["latency_ms"] for s in scored], 50),
         "latency_p95_ms": _percentile([s["latency_ms"] for s in scored], 95),
+        **calibration(scored),
     }
 
 
@@ -324,26 +402,31 @@ def standalone_context(rows: list[dict], rewrite) -> dict:
 
 
 def check_thresholds(report: dict, thresholds: dict, where: str = "") -> list[str]:
-    """Failures of ``report`` against ``thresholds`` (same nesting, minimum values); empty: passed.
+    """Failures of ``report`` against ``thresholds`` (same nesting); empty: passed.
 
-    A threshold on a metric the run did not measure (null) is a failure.
+    A threshold is a minimum, except for the metrics of ``LOWER_IS_BETTER`` (``ece``), where it is a
+    maximum. A threshold on a metric the run did not measure (null) is a failure.
     """
     failures = []
-    for key, minimum in thresholds.items():
+    for key, limit in thresholds.items():
         name = f"{where}{key}"
         value = report.get(key) if isinstance(report, dict) else None
-        if isinstance(minimum, dict):
-            failures += check_thresholds(value or {}, minimum, f"{name}.")
+        if isinstance(limit, dict):
+            failures += check_thresholds(value or {}, limit, f"{name}.")
         elif value is None:
-            failures.append(f"{name}: not measured (threshold {minimum})")
-        elif value < minimum:
-            failures.append(f"{name}: {value} < threshold {minimum}")
+            failures.append(f"{name}: not measured (threshold {limit})")
+        elif key in LOWER_IS_BETTER:
+            if value > limit:
+                failures.append(f"{name}: {value} > threshold {limit}")
+        elif value < limit:
+            failures.append(f"{name}: {value} < threshold {limit}")
     return failures
 
 
 _COLUMNS = (("n", "n"), ("EM", "em"), ("F1", "f1"), ("R@1", "recall@1"), ("R@5", "recall@5"),
             ("MRR", "mrr"), ("Cite", "citation_accuracy"), ("AbsP", "abstention_precision"),
-            ("AbsR", "abstention_recall"), ("p50ms", "latency_p50_ms"), ("p95ms", "latency_p95_ms"))
+            ("AbsR", "abstention_recall"), ("p50ms", "latency_p50_ms"), ("p95ms", "latency_p95_ms"),
+            ("ECE", "ece"), ("OK@.8", "right_at_0.8"), ("n@.8", "n_at_0.8"))
 
 
 def format_table(report: dict) -> str:
@@ -354,18 +437,37 @@ def format_table(report: dict) -> str:
               *((f"cross={k}", v) for k, v in report.get("cross_lingual", {}).items())]
     lines = [f"{'':18}" + "".join(f"{title:>7}" for title, _ in _COLUMNS)]
     for label, metrics in groups:
-        cells = (_dash(metrics[key]) for _, key in _COLUMNS)
+        cells = (_cell(key, metrics.get(key)) for _, key in _COLUMNS)
         lines.append(f"{label:18}" + "".join(f"{c:>7}" for c in cells))
     if fvs := report.get("followup_vs_standalone"):
         lines.append(f"follow-ups vs standalone forms (n={fvs['n']}): F1 "
                      f"{_dash(fvs['followup_f1'])} vs {_dash(fvs['standalone_f1'])}")
     if sc := report.get("standalone_with_context"):
         lines.append(f"standalone questions after another turn searched with its context: {sc['with_context']} of {sc['n']}")
+    lines += _reliability_lines([("overall", report["overall"]),
+                                 *((f"lang={k}", v) for k, v in report["by_language"].items())])
     return "\n".join(lines)
+
+
+def _reliability_lines(groups: list[tuple[str, dict]]) -> list[str]:
+    """The reliability table: per group and non-empty confidence bin, answers, mean confidence, % right."""
+    groups = [(label, metrics["reliability"]) for label, metrics in groups if metrics.get("reliability")]
+    if not groups:
+        return []
+    lines = ["reliability of answers (confidence bin: answers, mean confidence, % right)",
+             f"{'':18}{'bin':>9}{'n':>7}{'conf':>7}{'right':>7}"]
+    for label, bins in groups:
+        for i, b in enumerate(bins):
+            lines.append(f"{label if i == 0 else '':18}{b['bin']:>9}{b['n']:>7}{b['confidence']:>7}{b['right']:>7}")
+    return lines
 
 
 def _dash(value) -> str:
     return "-" if value is None else str(value)
+
+
+def _cell(key: str, value) -> str:
+    return f"{value:.3f}" if key == "ece" and value is not None else _dash(value)
 
 
 # ---------------------------------------------------------------------------
@@ -412,6 +514,21 @@ def run(chatbot, rows: list[dict], *, retriever_only: bool = False, predictions=
     return report
 
 
+def _count(items: list, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def report_warnings(questions: str | Path, warnings: list[str], file=None) -> None:
+    """Print a question set's grounding warnings to ``file`` (default stderr): a count, then one line each."""
+    if not warnings:
+        return
+    file = file or sys.stderr
+    print(f"{questions}: {_count(warnings, 'grounding warning')} "
+          "(answer or evidence not verbatim in the source); the run goes on", file=file)
+    for warning in warnings:
+        print(f"warning: {warning}", file=file)
+
+
 def evaluate(questions: str | Path, settings: Settings | None = None, *,
              predictions_path: str | Path | None = None, report_path: str | Path | None = None,
              retriever_only: bool = False, check: str | Path | None = None,
@@ -420,7 +537,8 @@ def evaluate(questions: str | Path, settings: Settings | None = None, *,
 
     ``settings`` (default: from the environment) give the corpus, index and reader.
     Returns the exit status: 0, or 1 when a threshold of ``check`` is not met.
-    Raises ``ChatbotError`` for an invalid questions or thresholds file.
+    Raises ``ChatbotError`` for an invalid questions or thresholds file (a validation error);
+    grounding warnings are printed to stderr and the run goes on.
     """
     from .config import Settings
     from .errors import ChatbotError
@@ -431,10 +549,13 @@ def evaluate(questions: str | Path, settings: Settings | None = None, *,
         thresholds = json.loads(Path(check).read_text(encoding="utf-8")) if check else {}
     except (OSError, ValueError) as exc:
         raise ChatbotError(str(exc)) from exc
-    problems = validate_rows(rows, settings.corpus_dir) or ([] if rows else [f"{questions}: no questions"])
-    if problems:
-        raise ChatbotError(f"{questions} is not a valid question set ({len(problems)} problems):\n  "
-                           + "\n  ".join(problems))
+    checked = validate_questions(rows, settings.corpus_dir)
+    errors = checked.errors or ([] if rows else [f"{questions}: no questions"])
+    if errors:
+        raise ChatbotError(f"{questions} is not a valid question set ({_count(errors, 'error')}):\n  "
+                           + "\n  ".join(errors)
+                           + "".join(f"\n  warning: {w}" for w in checked.warnings))
+    report_warnings(questions, checked.warnings)
     from .pipeline import Chatbot
 
     chatbot = Chatbot.load(settings=settings, progress=progress)

@@ -94,6 +94,8 @@ class AskRequest(BaseModel):
         default_factory=list, max_length=MAX_HISTORY,
         description="Earlier questions of the conversation, oldest first (for follow-ups).")
     k: PassageCount | None = Field(None, description="Passages retrieved and read (default: the server's setting, 5).")
+    explain: bool = Field(False, description="Also return why: the passages and their ranks, the candidates with "
+                                             "their features and confidence, the threshold and the decision.")
 
 
 class CitationOut(BaseModel):
@@ -111,11 +113,15 @@ class AskResponse(BaseModel):
     question: str
     searched_for: str = Field(description="The query used: follow-ups get their earlier subject.")
     answer: str | None = Field(description="The short answer, or null when the corpus does not hold it.")
-    score: float = Field(description="Confidence in [0, 1].")
+    score: float = Field(description="Confidence in [0, 1]: the answer policy's probability that the answer is "
+                                     "right (when the bot abstains: that of its most likely candidate).")
     citations: list[CitationOut]
     latency_ms: float
     clarification: str | None = Field(description="A question back instead of an answer (a follow-up such as "
                                                    "\"Who founded it?\" with no earlier question); null otherwise.")
+    explanation: dict | None = Field(None, description="With \"explain\": true: searched_for, language, passages "
+                                                       "(rank, scores), candidates (text, confidence, features), "
+                                                       "threshold and decision.")
 
 
 class Health(BaseModel):
@@ -154,7 +160,7 @@ _DOCUMENT_ERRORS = {code: {"model": ErrorBody} for code in (400, 403, 404, 411, 
 
 
 def _reader_name(reader: str) -> str:
-    return "chatbot/models/reader (shipped)" if reader == str(SHIPPED_READER_DIR) else reader
+    return "chatbot/models/reader-multilingual (shipped)" if reader == str(SHIPPED_READER_DIR) else reader
 
 
 def create_app(chatbot: Chatbot) -> FastAPI:
@@ -221,7 +227,8 @@ def create_app(chatbot: Chatbot) -> FastAPI:
     def ask(body: AskRequest) -> dict:
         """Answer ``question`` from the corpus, with the cited passages (``answer`` is null when not found)."""
         question = checked(body.question, "question")
-        return call(lambda: chatbot.ask(question, history=body.history, k=body.k or settings.top_k).to_dict())
+        return call(lambda: chatbot.ask(question, history=body.history, k=body.k or settings.top_k,
+                                        explain=body.explain).to_dict())
 
     @app.get("/health", response_model=Health, responses=_HOST_ERROR)
     def get_health() -> Health:

@@ -2,12 +2,10 @@
 
 ``Chatbot.load`` makes sure the on-disk index matches the corpus and settings
 (rebuilding it when a file, the embedder or the chunking changed); models load
-lazily, once. ``Chatbot.ask`` resolves follow-ups, retrieves ``k`` passages,
-reads them, and keeps the best span by the reader's probability discounted by
-its passage's best retrieval rank (:func:`best_ranks`) and weighed by how close its
-sentence is to the question (:mod:`chatbot.relevance`); it abstains when the corpus
-holds nothing close enough to the question, the best span's sentence is not close
-enough, or no span scores high enough.
+lazily, once. ``Chatbot.ask`` takes five steps: prepare the question (follow-ups
+resolved), retrieve ``k`` passages, read them all with the one reader, rank the
+candidates by the answer policy's probability that they are right and decide
+(abstain under its threshold), build the answer with its citations.
 ``Retriever`` is the retrieval half alone (``load`` and ``search``), for programs
 that want cited passages without the reader.
 """
@@ -15,17 +13,15 @@ that want cited passages without the reader.
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .chunking import chunk_corpus
-from .config import Settings
+from .config import SHIPPED_READER_DIR, Settings
 from .conversation import clarification, resolve_followup
 from .corpus import METADATA_FILE, SkippedFile, detect_language, document_files, file_sha256, load_corpus, source_name
 from .embedding import Embedder, OnnxQueryEmbedder, TextEmbedder, make_embedder
@@ -33,11 +29,11 @@ from .errors import ChatbotError, IndexBuildError, IndexLoadError, ModelLoadErro
 from .questions import clean_history, clean_question, clip
 from .index import VectorIndex, add_query_encoder, build_index, is_stale, load_index, recover, update_index
 from .onnx_runtime import check_runtime, onnxruntime_available
-from .reader import ONNX_FILES, Reader
+from .policy import POLICY_FILE, AnswerPolicy, candidate_features, policy_for
+from .reader import Reader
 from .relevance import SentenceRelevance
-from .retrieval import MAX_K, HybridRetriever, RetrievedPassage
-from .sentence_reader import SentenceReader
-from .types import Answer, Citation, Document, Passage, Span
+from .retrieval import MAX_K, HybridRetriever
+from .types import Answer, Candidate, Citation, Document, Explanation, Passage, Question, RetrievedPassage
 
 if TYPE_CHECKING:
     from typing import Self
@@ -310,180 +306,120 @@ class Chatbot(Retriever):
     """Question answering over one indexed corpus; thread-safe once loaded.
 
     ``Chatbot.load(index_dir, corpus_dir)`` and ``search`` are those of :class:`Retriever`.
+    One reader reads every retrieved passage, whatever its language; one answer policy
+    (:mod:`chatbot.policy`, beside the reader's weights) judges the candidates.
     """
 
     def __init__(self, index: VectorIndex, settings: Settings, embedder: TextEmbedder | None = None,
-                 reader: Reader | None = None, multilingual_reader: Reader | None = None):
+                 reader: Reader | None = None, policy: AnswerPolicy | None = None):
         super().__init__(index, settings, embedder)
         self.reader = reader or Reader(settings.reader, precision=settings.reader_precision,
                                        runtime=settings.reader_runtime, threads=settings.threads)
-        self.multilingual_reader = (
-            multilingual_reader if multilingual_reader is not None
-            else Reader(settings.multilingual_reader, precision=settings.multilingual_reader_precision,
-                        runtime="auto", threads=settings.threads,
-                        setting='CHATBOT_MULTILINGUAL_READER ("" leaves other languages to the sentence reader; '
-                                f'CHATBOT_MULTILINGUAL_READER_PRECISION={settings.multilingual_reader_precision} chose '
-                                f'{ONNX_FILES.get(settings.multilingual_reader_precision)})')
-            if settings.multilingual_reader else None)  # shipped as ONNX only: "auto" whatever the main reader runs on
+        if policy is None:
+            policy, path = policy_for(self.reader.model_name_or_path, SHIPPED_READER_DIR)
+            if path.parent != Path(self.reader.model_name_or_path):
+                log.warning("the reader %s has no %s beside it: its candidates are judged by the policy fitted for "
+                            "the shipped reader (%s); `chatbot fit-policy --reader %s` fits one for it",
+                            self.reader.model_name_or_path, POLICY_FILE, path, self.reader.model_name_or_path)
+        self.policy = policy
         multilingual = self.retriever.multilingual
-        self.sentence_reader = SentenceReader(multilingual) if multilingual is not None else None
         self.relevance = (SentenceRelevance.load(settings.relevance_encoder, threads=settings.threads)
                           if settings.relevance_encoder
                           else SentenceRelevance(multilingual) if multilingual is not None else None)
 
     def warm_up(self) -> None:
-        """Load the models (embedders and reader) and run them once, so that the first question is fast."""
+        """Load the models (embedders, sentence encoder and reader) and run them once, so that the first
+        question is fast."""
         self.retriever.warm_up()
         if self.relevance is not None:  # a small corpus's sentences too (a few seconds for the shipped 49 passages)
             passages = self.index.passages
             self.relevance.warm_up([p.text for p in passages] if len(passages) <= WARM_UP_PASSAGES else [])
         self.reader.read("What is this?", ["This is a warm-up passage."], top_k=1)
-        if any(self._reader_for(lang) is self.multilingual_reader for lang in {p.lang for p in self.index.passages}):
-            self.multilingual_reader.read("What is this?", ["Это пробный текст."], top_k=1)
 
     def rewrite(self, question: str, history: list[str] | None = None, answers: list[str] | None = None) -> str:
         """The query a question is searched for (:func:`searched_for`)."""
         return searched_for(question, history, answers, self.settings)
 
     def ask(self, question: str, history: list[str] | None = None, k: int = 5,
-            answers: list[str] | None = None) -> Answer:
+            answers: list[str] | None = None, explain: bool = False) -> Answer:
         """Answer ``question`` from the corpus; ``history`` (earlier questions) and ``answers``
-        (the bot's earlier answers, when known) resolve follow-ups."""
+        (the bot's earlier answers, when known) resolve follow-ups; ``explain`` adds an
+        :class:`~chatbot.types.Explanation` to the answer."""
         started = time.perf_counter()
-        question = clean_question(question, self.settings.max_question_chars)
         check_k(k)
         self._picked_up()
+        question = self.prepare(question, history, answers)
+        if question.clarification:  # "it" with nothing to refer to: ask back instead of guessing
+            return Answer(question=question.text, searched_for=question.text, text=None, score=0.0,
+                          clarification=question.clarification, latency_ms=_ms_since(started))
+        passages = self.retriever.retrieve(question.searched_for, k)
+        candidates = self.read(question, passages)
+        ranked, best = self.decide(question, candidates)
+        return self.build_answer(question, passages, ranked, best, started, explain)
+
+    def prepare(self, question: str, history: list[str] | None = None,
+                answers: list[str] | None = None) -> Question:
+        """Step 1: the question cleaned, its follow-up resolved (:func:`searched_for`), its language, or
+        the question back when it refers to nothing."""
         limits = self.settings
+        text = clean_question(question, limits.max_question_chars)
         history = clean_history(history, limits.max_history_turns, limits.max_question_chars)
         answers = (clean_history(answers, limits.max_history_turns, limits.max_question_chars)
                    if answers is not None else None)
-        query = searched_for(question, history, answers, limits)
-        unclear = clarification(question, history, answers)
-        if unclear:  # "it" with nothing to refer to: ask back instead of guessing
-            return Answer(question=question, searched_for=question, text=None, score=0.0, clarification=unclear,
-                          latency_ms=round((time.perf_counter() - started) * 1000, 1))
-        passages = self.retriever.retrieve(query, k)
-        language = detect_language(query)
-        ranks = best_ranks(passages, language)
-        spans = self._read(query, passages, ranks, language)
-        # Spans are ranked by their probability under the rank discount, weighed by their sentence's
-        # closeness to the question; the answer's confidence (and the abstention) leaves that weight out.
-        confidence = [s.score * self.settings.rank_decay ** ranks[s.passage_index] for s in spans]
-        closeness = self._closeness(query, passages, spans)
-        weights = self.relevance.weights(closeness) if closeness else [1.0] * len(spans)
-        order = sorted(range(len(spans)), key=lambda i: -confidence[i] * weights[i])
-        ranked = [spans[i] for i in order]
-        best_score, best = (confidence[order[0]], ranked[0]) if spans else (0.0, None)
-        if best is not None and closeness and not self.relevance.close_enough(closeness[order[0]]):
-            best = None  # no sentence of the corpus says what was asked
-        if best is not None:
-            best = _in_question_language(best, ranked, passages, language)
-        if best is not None and not self._good_enough(best_score, best, passages):
-            best = None
-        if best is not None:
-            best = balanced(best, passages[best.passage_index].text)
+        query = searched_for(text, history, answers, limits)
+        return Question(text=text, searched_for=query, language=detect_language(query),
+                        clarification=clarification(text, history, answers))
+
+    def read(self, question: Question, passages: list[RetrievedPassage]) -> list[Candidate]:
+        """Step 3: the reader's best spans over all the retrieved passages (each read whole, in one call),
+        brackets paired (:func:`balanced`), with the features the policy judges them by."""
+        spans = self.reader.read(question.searched_for, [p.text for p in passages], top_k=self.settings.reader_top_k)
+        candidates = []
+        for span in spans:
+            passage = passages[span.text_index]
+            start, end = balanced(passage.text, span.start, span.end)
+            candidates.append(Candidate(text=passage.text[start:end], start=start, end=end, passage=passage,
+                                        reader_probability=span.score))
+        closeness = (self.relevance.closeness(question.searched_for, [(c.passage.text, c.start) for c in candidates])
+                     if self.relevance is not None else [0.0] * len(candidates))
+        candidate_features(candidates, closeness, question.searched_for, question.language)
+        return candidates
+
+    def decide(self, question: Question, candidates: list[Candidate]) -> tuple[list[Candidate], Candidate | None]:
+        """Step 4: the candidates ranked by the policy's probability that they are right, and the answer:
+        the most likely one (cited where the asker reads it when a passage in the question's language says
+        the same, :func:`in_question_language`), or None when even it is under the policy's threshold."""
+        ranked = self.policy.judge(candidates)
+        best = in_question_language(ranked[0], ranked, question.language) if ranked else None
+        return ranked, best if self.policy.answers(best) else None
+
+    def build_answer(self, question: Question, passages: list[RetrievedPassage], ranked: list[Candidate],
+                     best: Candidate | None, started: float, explain: bool = False) -> Answer:
+        """Step 5: the answer with its citations (the answer's passage first), runners-up and, on request,
+        why."""
+        top = best or (ranked[0] if ranked else None)
+        explanation = None
+        if explain:
+            explanation = Explanation(searched_for=question.searched_for, language=question.language,
+                                      passages=passages, candidates=ranked, threshold=self.policy.threshold,
+                                      decision=decision(best, top, self.policy.threshold))
         return Answer(
-            question=question,
-            searched_for=query,
+            question=question.text,
+            searched_for=question.searched_for,
             text=best.text if best else None,
-            score=round(best_score, 4),
+            score=round(top.confidence, 4) if top else 0.0,
             citations=self._citations(passages, best),
-            alternatives=_distinct([balanced(s, passages[s.passage_index].text) for s in ranked],
-                                   answer=best)[: self.settings.alternatives],
-            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+            alternatives=_distinct(ranked, answer=best)[: self.settings.alternatives],
+            latency_ms=_ms_since(started),
+            explanation=explanation,
         )
 
-    def _read(self, question: str, passages: list[RetrievedPassage], ranks: list[int], language: str) -> list[Span]:
-        """Spans of the passages that can still give the answer: those in the question's language, then
-        the others that could still beat them (``_could_win``), each best rank first.
-
-        A passage's spans score at most ``rank_decay ** rank``: passages whose cap is under the answer
-        threshold, or not above the best score already found, are not read (the answer is the same;
-        fewer runner-up candidates are shown). Each passage is read by the reader of its language.
-        """
-        own = {i for i, p in enumerate(passages) if p.lang == language}
-        spans = self._read_ranked(question, passages, ranks, own, [])
-        other = self._could_win(question, passages, ranks, [i for i in range(len(passages)) if i not in own], spans)
-        return self._read_ranked(question, passages, ranks, set(other), spans)
-
-    def _read_ranked(self, question: str, passages: list[RetrievedPassage], ranks: list[int], chosen: set[int],
-                     spans: list[Span]) -> list[Span]:
-        """``spans`` and those of the ``chosen`` passages, read best rank first while their cap can beat the best."""
-        s = self.settings
-        spans = list(spans)
-        best = max((span.score * s.rank_decay ** ranks[span.passage_index] for span in spans), default=0.0)
-        for rank in sorted({ranks[i] for i in chosen}):
-            cap = s.rank_decay**rank
-            if cap < s.answer_threshold or cap <= best:
-                break
-            group = [i for i in sorted(chosen) if ranks[i] == rank]
-            for reader, indices in self._readers(group, passages):
-                found = reader.read(question, [passages[i].text for i in indices], top_k=s.reader_top_k)
-                spans += [replace(span, passage_index=indices[span.passage_index]) for span in found]
-                best = max([best, *(span.score * cap for span in found)])
-        return spans
-
-    def _could_win(self, question: str, passages: list[RetrievedPassage], ranks: list[int], others: list[int],
-                   spans: list[Span]) -> list[int]:
-        """Those of the passages ``others`` (in another language than the question's) whose spans could
-        rank above the best of ``spans``. Spans rank by ``score * cap * exp(cos / T)`` (``ask``); a span
-        of passage ``i`` scores at most its cap, in the sentence of ``i`` closest to the question.
-        Reading another language takes the multilingual reader, the dearest step of an answer: this
-        bound skips it when the answer in the question's language is sure and in a sentence much closer
-        to the question.
-        """
-        s, relevance = self.settings, self.relevance
-        if not others or not spans or relevance is None or not relevance.settings.temperature:
-            return others
-        t = relevance.settings.temperature
-        to_beat = max(sp.score * s.rank_decay ** ranks[sp.passage_index] * math.exp(c / t)
-                      for sp, c in zip(spans, self._closeness(question, passages, spans)))
-        best_sentence = relevance.closeness(question, [(passages[i].text, 0) for i in others], whole_passage=True)
-        return [i for i, c in zip(others, best_sentence) if s.rank_decay ** ranks[i] * math.exp(c / t) > to_beat]
-
-    def _closeness(self, question: str, passages: list[RetrievedPassage], spans: list[Span]) -> list[float]:
-        """Each span's sentence's closeness to the question (``SentenceRelevance.closeness``), or
-        ``[]`` without a relevance encoder."""
-        if self.relevance is None or not spans:
-            return []
-        return self.relevance.closeness(question, [(passages[s.passage_index].text, s.start) for s in spans])
-
-    def _readers(self, chosen: list[int], passages: list[RetrievedPassage]):
-        """``(reader, passage indices)`` pairs, each passage with the reader of its language (``_reader_for``)."""
-        groups: dict[int, tuple] = {}
-        for i in chosen:
-            reader = self._reader_for(passages[i].lang)
-            groups.setdefault(id(reader), (reader, []))[1].append(i)
-        return list(groups.values())
-
-    def _reader_for(self, lang: str):
-        """The neural reader for its languages; the multilingual reader for those it reads; the
-        sentence reader for the rest (when the multilingual embedder is on), else the neural reader."""
-        if self.reader.reads(lang):
-            return self.reader
-        if self.multilingual_reader is not None and self.multilingual_reader.reads(lang):
-            return self.multilingual_reader
-        return self.sentence_reader or self.reader
-
-    def _good_enough(self, score: float, span: Span, passages: list[RetrievedPassage]) -> bool:
-        """Similar enough passages, a span its reader takes for an answer (the sentence reader's by the
-        neural reader's threshold), and a discounted score over the answer threshold."""
-        s = self.settings
-        reader = self._reader_for(passages[span.passage_index].lang)
-        judge = reader if isinstance(reader, Reader) else self.reader
-        return (max(p.dense_score for p in passages) >= s.min_similarity
-                and judge.is_answer(span) and score >= s.answer_threshold)
-
-    def _citations(self, passages: list[RetrievedPassage], best: Span | None) -> list[Citation]:
-        """The answer's passage first (with the answer's offsets), then the other closest passages."""
-        order = list(range(len(passages)))
-        if best is not None:
-            order.remove(best.passage_index)
-            order.insert(0, best.passage_index)
+    def _citations(self, passages: list[RetrievedPassage], best: Candidate | None) -> list[Citation]:
+        """The answer's passage first (with the answer's offsets), then the other passages by rank."""
+        order = sorted(passages, key=lambda p: (best is None or p is not best.passage, p.rank))
         citations = []
-        for i in order[: self.settings.max_citations]:
-            p = passages[i]
-            answer = best is not None and i == best.passage_index
+        for p in order[: self.settings.max_citations]:
+            answer = best is not None and p is best.passage
             citations.append(Citation(
                 source=p.source, title=p.title, start=p.start, end=p.end, text=p.text, page=p.page,
                 answer_start=p.start + best.start if answer else None,
@@ -492,44 +428,38 @@ class Chatbot(Retriever):
         return citations
 
 
-def best_ranks(passages: list[RetrievedPassage], question_lang: str) -> list[int]:
-    """Each passage's best rank among the fused, the dense and the BM25 order of ``passages``, and,
-    for passages in another language than the question's, the multilingual embedder's order of
-    those passages alone.
-
-    A passage that either retriever puts first is not discounted: BM25 finds rare names that the
-    dense model ranks low, and the dense model finds paraphrases. Neither can rank a passage in
-    another language (the cross-lingual place is last), and the multilingual cosine cannot compare
-    it with passages in the question's language either: it scores a sentence in the question's
-    language higher than its translation, so the best passage in the other language would always
-    come after those that only share the topic. Ranked among their own language, the best of them
-    is read undiscounted, and the readers' scores and the sentences' relevance decide.
-    Passages whose discount puts even a certain span under the answer threshold are not read at all.
-    """
-    n = len(passages)
-    best = list(range(n))
-    for order in (sorted(range(n), key=lambda i: -passages[i].dense_score),
-                  sorted(range(n), key=lambda i: -passages[i].bm25_score)):
-        for rank, i in enumerate(order):
-            best[i] = min(best[i], rank)
-    foreign = [i for i, p in enumerate(passages) if p.lang != question_lang and p.multilingual_score is not None]
-    for rank, i in enumerate(sorted(foreign, key=lambda i: -passages[i].multilingual_score)):
-        best[i] = min(best[i], rank)
-    return best
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
 
 
-def _in_question_language(best: Span, ranked: list[Span], passages: list[RetrievedPassage], language: str) -> Span:
+def decision(best: Candidate | None, top: Candidate | None, threshold: float) -> str:
+    """The policy's decision in words, for the explanation."""
+    if top is None:
+        return "abstained: the reader found no span in the retrieved passages"
+    if best is None:
+        return (f"abstained: the most likely answer, {top.text!r}, is right with probability {top.confidence:.2f}, "
+                f"under the threshold {threshold:.2f}")
+    return (f"answered {best.text!r} from {best.passage.source} (passage {best.passage.rank + 1}): probability "
+            f"{best.confidence:.2f} of being right, at or over the threshold {threshold:.2f}")
+
+
+def in_question_language(best: Candidate, ranked: list[Candidate], language: str) -> Candidate:
     """``best``, or the same answer found in a passage in the question's language: an answer both
     languages give ("X" in the Russian and the English article) is cited where the asker can read it.
-    The same answer: the same text, else the best span holding every word of ``best`` written in the
-    question's script ("платформу X" -> "X platform")."""
-    if passages[best.passage_index].lang == language:
+    The same answer: the same text, else the likeliest candidate holding every word of ``best`` written
+    in the question's script ("платформу X" -> "X platform"). It keeps ``best``'s confidence when its own
+    is lower: the policy judged the answer, and this only chooses where to cite it."""
+    if best.passage.lang == language:
         return best
     same = best.text.strip().casefold()
     shared = {w for w in _words(same) if any(c.isalpha() for c in w) and detect_language(w) == language}
-    own = [s for s in ranked if passages[s.passage_index].lang == language]
-    return next((s for s in own if s.text.strip().casefold() == same),
-                next((s for s in own if shared and shared <= _words(s.text.casefold())), best))
+    own = [c for c in ranked if c.passage.lang == language]
+    found = next((c for c in own if c.text.strip().casefold() == same),
+                 next((c for c in own if shared and shared <= _words(c.text.casefold())), None))
+    if found is None:
+        return best
+    found.confidence = max(found.confidence, best.confidence)
+    return found
 
 
 _PAIRS = {"(": ")", "[": "]", "«": "»", "“": "”", "„": "“"}
@@ -538,14 +468,14 @@ _OPENERS = {close: open_ for open_, close in _PAIRS.items() if close not in _PAI
 BALANCE_REACH = 40
 
 
-def balanced(span: Span, text: str) -> Span:
-    """``span`` (of the passage ``text``) with its brackets and quotes paired: one it opens is closed by
-    extending the span to it when it follows within :data:`BALANCE_REACH` characters ("платформу X
-    (бывший Twitter" -> "... Twitter)"), else the span ends before it; a stray closing one at an end is
-    dropped. Spans that are balanced, or that this would empty, come back as they are."""
-    start, end = span.start, span.end
+def balanced(text: str, start: int, end: int) -> tuple[int, int]:
+    """``text[start:end]`` (a span of a passage) with its brackets and quotes paired: one it opens is
+    closed by extending the span to it when it follows within :data:`BALANCE_REACH` characters
+    ("платформу X (бывший Twitter" -> "... Twitter)"), else the span ends before it; a stray closing one
+    at an end is dropped. Spans that are balanced, or that this would empty, come back as they are."""
     stack: list[int] = []
     stray: int | None = None
+    new_start, new_end = start, end
     for i, ch in enumerate(text[start:end], start):
         if ch in _PAIRS and not (ch == "“" and stack and text[stack[-1]] == "„"):
             stack.append(i)
@@ -558,28 +488,28 @@ def balanced(span: Span, text: str) -> Span:
         opener = stack[0]
         close = text.find(_PAIRS[text[opener]], end, end + BALANCE_REACH)
         if len(stack) == 1 and close != -1 and "\n" not in text[end:close]:
-            end = close + 1
+            new_end = close + 1
         else:
-            end = opener
+            new_end = opener
     elif stray is not None and stray in (start, end - 1):
-        start, end = (start + 1, end) if stray == start else (start, end - 1)
-    while end > start and (text[end - 1].isspace() or text[end - 1] in ",;:-–—"):
-        end -= 1
-    while start < end and text[start].isspace():
-        start += 1
-    if (start, end) == (span.start, span.end) or start >= end:
-        return span
-    return replace(span, text=text[start:end], start=start, end=end)
+        new_start, new_end = (start + 1, end) if stray == start else (start, end - 1)
+    while new_end > new_start and (text[new_end - 1].isspace() or text[new_end - 1] in ",;:-–—"):
+        new_end -= 1
+    while new_start < new_end and text[new_start].isspace():
+        new_start += 1
+    if new_start >= new_end:
+        return start, end
+    return new_start, new_end
 
 
 def _words(text: str) -> set[str]:
     return set(re.findall(r"\w+", text))
 
 
-def _distinct(spans: list[Span], answer: Span | None = None) -> list[Span]:
-    """``spans`` with one of each text (case and surrounding spaces aside), the answer's text left out."""
+def _distinct(candidates: list[Candidate], answer: Candidate | None = None) -> list[Candidate]:
+    """``candidates`` with one of each text (case and surrounding spaces aside), the answer's text left out."""
     seen, out = {answer.text.strip().lower()} if answer else set(), []
-    for s in spans:
+    for s in candidates:
         key = s.text.strip().lower()
         if key not in seen:
             seen.add(key)

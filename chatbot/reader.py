@@ -4,8 +4,9 @@ Any Hugging Face ``AutoModelForQuestionAnswering`` checkpoint works (a local
 directory or a hub id); the default is the model shipped inside the package.
 Scores are per-window probabilities ``p_start(i) * p_end(j)`` from softmaxes
 over the window's context tokens and [CLS], so they lie in [0, 1] and mean
-the same thing in every passage. The no-answer threshold is stored beside the
-weights in ``reader_config.json`` (chosen on held-out data, see the model card).
+the same thing in every passage; the answer policy beside the weights
+(``answer_policy.json``, :mod:`chatbot.policy`) turns them into the probability
+that an answer is right and decides when to abstain.
 The model runs on ONNX Runtime when an exported copy lies beside the weights (see
 :class:`Reader`), else on torch; both tokenize with the ``tokenizers`` library
 (chatbot.tokenization), so their windows and offsets are the same.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 READER_CONFIG = "reader_config.json"
 PRECISIONS = ("fp32", "int8")
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}  # beside the weights, by precision
-DEFAULT_NO_ANSWER_THRESHOLD = 0.1
 
 
 @dataclass(frozen=True)
@@ -44,15 +43,6 @@ class ReaderSettings:
     batch_size: int = 4  # small batches pad short English windows less than long Cyrillic ones
     max_answer_tokens: int = 24
     n_best: int = 20
-    no_answer_threshold: float = DEFAULT_NO_ANSWER_THRESHOLD
-    type_prior: bool = True
-    # Span scores are probabilities raised to this power: a reader whose probabilities are flatter than
-    # another's (more layers, fewer training steps) is put on the same scale for the pipeline's answer
-    # threshold. no_answer_threshold is on the powered scale.
-    score_power: float = 1.0
-    # Languages the model reads well; the chatbot gives passages in others to its multilingual reader,
-    # or else to the sentence reader (chatbot.pipeline.Chatbot._reader_for). None: every language.
-    languages: tuple[str, ...] | None = None
 
 
 class Reader:
@@ -127,9 +117,8 @@ class Reader:
     def read(self, question: str, passages: list[str], top_k: int = 5) -> list[Span]:
         """Return up to ``top_k`` answer spans over all passages, best first.
 
-        Span offsets index into the passage they come from. Spans below the
-        no-answer threshold are kept: the caller decides with
-        :meth:`is_answer`, so that it can still show candidates.
+        Span offsets index into the passage they come from (``text_index``); whether
+        one is an answer is the answer policy's to decide.
         """
         if not passages or not question.strip():
             return []
@@ -146,55 +135,11 @@ class Reader:
                     key = (w.pair, *whole_words(passages[w.pair], start, end))
                     if score > best.get(key, -1.0):
                         best[key] = score
-        if s.type_prior:
-            expects = expected_answer_type(question)
-            best = {key: sc * type_prior(expects, passages[key[0]][key[1] : key[2]]) for key, sc in best.items()}
-        if s.score_power != 1.0:
-            best = {key: sc**s.score_power for key, sc in best.items()}
         ranked = sorted(best.items(), key=lambda kv: -kv[1])[:top_k]
         return [
-            Span(text=passages[p][a:e], score=float(sc), passage_index=p, start=a, end=e)
+            Span(text=passages[p][a:e], score=float(sc), text_index=p, start=a, end=e)
             for (p, a, e), sc in ranked
         ]
-
-    def reads(self, lang: str) -> bool:
-        """Whether the model reads passages in language ``lang`` well (see ``ReaderSettings.languages``)."""
-        languages = self.settings.languages
-        return languages is None or lang in languages
-
-    def is_answer(self, span: Span | None) -> bool:
-        return span is not None and span.score >= self.settings.no_answer_threshold
-
-
-# The first question word decides what kind of span is expected.
-_QUESTION_TYPES = (
-    ("amount", re.compile(r"\b(how (much|many|big|large)|what (amount|percentage|sum|valuation)|сколько)\b", re.I)),
-    ("date", re.compile(r"\b(when|what (year|date|month|day)|which (year|date)|когда|в каком году)\b", re.I)),
-    ("name", re.compile(r"\b(who|whom|whose|кто|кого|кому|чей|чья)\b", re.I)),
-)
-_NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|hundred|thousand|million|billion|trillion|"
-                     r"миллион\w*|миллиард\w*|тысяч\w*)\b", re.I)
-MONTHS = (r"january|february|march|april|may|june|july|august|september|october|november|december|"
-          r"январ\w*|феврал\w*|март\w*|апрел\w*|ма[йя]|июн\w*|июл\w*|август\w*|сентябр\w*|октябр\w*|ноябр\w*|декабр\w*")
-_DATE = re.compile(r"\d|\b(" + MONTHS + r"|monday|tuesday|wednesday|thursday|friday|saturday|sunday|yesterday|today|year)\b",
-                   re.I)
-_NAME = re.compile(r"(?:^|[\s(\"«])[A-ZА-ЯЁ]")
-# How much a span that does not look like the expected type keeps of its probability.
-TYPE_MISMATCH_FACTOR = 0.3
-
-
-def expected_answer_type(question: str) -> str | None:
-    """'amount', 'date', 'name' or None, from the earliest question word found."""
-    found = [(m.start(), kind) for kind, pattern in _QUESTION_TYPES if (m := pattern.search(question))]
-    return min(found)[1] if found else None
-
-
-def type_prior(expected: str | None, span_text: str) -> float:
-    """1.0 when the span looks like the expected answer type (or none is expected), else a penalty."""
-    pattern = {"amount": _NUMBER, "date": _DATE, "name": _NAME}.get(expected)
-    if pattern is None or pattern.search(span_text):
-        return 1.0
-    return TYPE_MISMATCH_FACTOR
 
 
 def window_stride(max_length: int, stride: int) -> int:
@@ -316,8 +261,6 @@ def _settings(path: Path, overrides: dict) -> ReaderSettings:
                                  "file, or reinstall with pip install . to get the shipped model.") from exc
     known = ReaderSettings.__dataclass_fields__
     values = {k: v for k, v in {**stored, **overrides}.items() if k in known}
-    if values.get("languages") is not None:
-        values["languages"] = tuple(values["languages"])
     return ReaderSettings(**values)
 
 

@@ -1,55 +1,22 @@
-"""How close each candidate answer's sentence is to the question: ranks answers across passages and languages.
+"""How close each candidate answer's sentence is to the question: one of the answer policy's features.
 
 Each reader judges one window at a time and is sure of wrong answers in passages that only share the
 topic; the cosine between the question and the sentence holding a candidate is comparable across
-passages and readers. :class:`SentenceRelevance` gives that cosine (``closeness``) and the weight
-``exp((cos - best) / temperature)`` candidates are ranked by (``relevance``). Its encoder is a
-multilingual sentence encoder, so an English question is compared with Russian sentences too;
-sentences in another language than the question's get ``language_offset`` added, since encoders put
-a question closer to a sentence in its own language than to the sentence's translation.
-
-The settings belong to the encoder, beside its weights (``relevance.json``): cosines of different
-encoders live on different scales (e5's between 0.7 and 0.9, USE's between -0.1 and 0.6).
+passages and languages. :class:`SentenceRelevance` gives that cosine (``closeness``). Its encoder is a
+multilingual sentence encoder (multilingual-e5-small), so an English question is compared with Russian
+sentences too; how much a cosine counts, and how much less in another language, is the answer policy's
+to weigh (chatbot.policy: ``closeness``, ``closeness_gap``, ``same_language``).
 """
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .chunking import sentence_of, split_sentences
-from .corpus import detect_language
 from .embedding import OnnxQueryEmbedder, TextEmbedder, cached
 from .errors import ModelLoadError
 from .export import QUERY_ENCODER_CONFIG
-
-RELEVANCE_CONFIG = "relevance.json"
-
-
-@dataclass(frozen=True)
-class RelevanceSettings:
-    """How an encoder's cosines rank and gate answers. The defaults are those measured for the
-    multilingual USE (evals/README.md, "Sentence relevance")."""
-
-    temperature: float = 0.1  # 0 turns the ranking by sentence off
-    language_offset: float = 0.05
-    # Abstain when the answer's sentence (offset included) is less close to the question than this; None: never.
-    min_closeness: float | None = None
-
-    @classmethod
-    def load(cls, directory: Path) -> "RelevanceSettings":
-        path = Path(directory) / RELEVANCE_CONFIG
-        if not path.is_file():
-            return cls()
-        known = {f.name for f in fields(cls)}
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**{k: v for k, v in values.items() if k in known})
-        except (ValueError, TypeError) as exc:
-            raise ModelLoadError(f"{path} is not a valid relevance configuration ({exc}): restore it from the "
-                                 "repository or set CHATBOT_RELEVANCE_ENCODER.") from exc
 
 
 class OnnxSentenceEncoder(OnnxQueryEmbedder):
@@ -81,15 +48,13 @@ class OnnxSentenceEncoder(OnnxQueryEmbedder):
 class SentenceRelevance:
     """The closeness of candidates' sentences to the question, by one multilingual encoder."""
 
-    def __init__(self, encoder: TextEmbedder, settings: RelevanceSettings | None = None):
+    def __init__(self, encoder: TextEmbedder):
         self.encoder = cached(encoder)
-        self.settings = settings or RelevanceSettings()
 
     @classmethod
     def load(cls, directory: str | Path, threads: int = 0) -> "SentenceRelevance":
-        """The encoder in ``directory`` with the settings beside it."""
-        encoder = OnnxSentenceEncoder(directory, threads=threads)
-        return cls(encoder, RelevanceSettings.load(encoder.directory))
+        """The encoder in ``directory``."""
+        return cls(OnnxSentenceEncoder(directory, threads=threads))
 
     def warm_up(self, passages: list[str] = ()) -> None:
         """Load the encoder and embed the sentences of ``passages`` (shortest first, so that batches pad
@@ -97,27 +62,12 @@ class SentenceRelevance:
         sentences = sorted({text[a:b] for text in passages for a, b in split_sentences(text)}, key=len)
         self.encoder.embed(["What is this?", *sentences], query=True)
 
-    def closeness(self, question: str, spans: list[tuple[str, int]], whole_passage: bool = False) -> list[float]:
-        """The cosine between the question and the sentence of each ``(passage text, offset)``,
-        ``language_offset`` added for sentences in another language; with ``whole_passage``, the
-        highest over all the passage's sentences (offsets are ignored)."""
+    def closeness(self, question: str, spans: list[tuple[str, int]]) -> list[float]:
+        """The cosine between the question and the sentence of each ``(passage text, offset)``."""
         if not spans:
             return []
-        located = [[(text, a, b) for a, b in split_sentences(text)] or [(text, 0, len(text))] if whole_passage
-                   else [(text, *sentence_of(text, offset))] for text, offset in spans]
-        sentences = sorted({text[a:b] for group in located for text, a, b in group})
+        located = [(text, *sentence_of(text, offset)) for text, offset in spans]
+        sentences = sorted({text[a:b] for text, a, b in located})
         vectors = self.encoder.embed([question] + sentences, query=True)
-        language, offset = detect_language(question), self.settings.language_offset
-        cosines = {sentence: float(cos) + (offset if detect_language(sentence) != language else 0.0)
-                   for sentence, cos in zip(sentences, vectors[1:] @ vectors[0])}
-        return [max(cosines[text[a:b]] for text, a, b in group) for group in located]
-
-    def weights(self, closeness: list[float]) -> list[float]:
-        """``exp((cos - best) / temperature)`` for each closeness: 1 in the sentence closest to the
-        question, less in the others (all 1 when the temperature is 0)."""
-        t, best = self.settings.temperature, max(closeness, default=0.0)
-        return [math.exp((c - best) / t) if t else 1.0 for c in closeness]
-
-    def close_enough(self, closeness: float) -> bool:
-        floor = self.settings.min_closeness
-        return floor is None or closeness >= floor
+        cosines = dict(zip(sentences, (float(c) for c in vectors[1:] @ vectors[0])))
+        return [cosines[text[a:b]] for text, a, b in located]

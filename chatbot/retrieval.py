@@ -21,7 +21,6 @@ import re
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import bm25s
 import numpy as np
@@ -30,7 +29,7 @@ from bm25s.stopwords import STOPWORDS_EN_PLUS, STOPWORDS_RUSSIAN
 
 from .embedding import TextEmbedder, cached, make_embedder
 from .index import VectorIndex
-from .types import Passage
+from .types import RetrievedPassage
 
 MAX_K = 50
 RRF_K = 60
@@ -60,17 +59,6 @@ def tokenize(text: str) -> list[str]:
     return [
         (russian if _CYRILLIC_RE.search(w) else english).stemWord(w) for w in words if w not in _STOPWORDS
     ]
-
-
-@dataclass
-class RetrievedPassage(Passage):
-    """A retrieved passage: ``score`` is the fused RRF score, which ranks but does not
-    measure relevance; ``dense_score`` (cosine), ``bm25_score`` and ``multilingual_score``
-    (cosine with the multilingual embedder, None without one) do."""
-
-    dense_score: float = 0.0
-    bm25_score: float = 0.0
-    multilingual_score: float | None = None
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
@@ -155,15 +143,20 @@ class HybridRetriever:
         cosines = self._index.similarity(query_vec, ids)
         multilingual_cosines = ([None] * len(ids) if multilingual_vec is None
                                 else self._index.similarity(multilingual_vec, ids, multilingual=True))
-        return [
+        found = [
             RetrievedPassage(
                 **{**dataclasses.asdict(self._index.passages[chunk_id]), "score": score},
                 dense_score=float(cosine),
                 bm25_score=float(bm25_scores[chunk_id]),
                 multilingual_score=None if multilingual is None else float(multilingual),
+                rank=rank,
             )
-            for (chunk_id, score), cosine, multilingual in zip(top, cosines, multilingual_cosines)
+            for rank, ((chunk_id, score), cosine, multilingual) in enumerate(zip(top, cosines, multilingual_cosines))
         ]
+        for field_name, key in (("dense_rank", "dense_score"), ("bm25_rank", "bm25_score")):
+            for rank, p in enumerate(sorted(found, key=lambda p: -getattr(p, key))):
+                setattr(p, field_name, rank)
+        return found
 
     def _with_missing_languages(
         self, query_vec: np.ndarray, top: list[tuple[int, float]], fused_scores: dict[int, float], k: int

@@ -503,7 +503,7 @@ def evaluate_heldout(model_dir: Path | None, heldout: list[QAExample], reader=No
     else the checkpoint in ``model_dir``)."""
     from .reader import Reader
 
-    reader = reader or Reader(model_dir, runtime="torch")  # the checkpoint itself, not an export of older weights
+    reader = reader or Reader(model_dir, runtime="torch", precision="fp32")  # the checkpoint itself, not an export of older weights
     return _score_groups((ex.dataset, _best_text(reader, ex.question, ex.context), ex.golds) for ex in heldout)
 
 
@@ -566,35 +566,23 @@ def choose_no_answer_threshold(reader, heldout: list[QAExample]) -> dict:
     }
 
 
-def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir: Path, write_threshold: bool = True,
+def reader_report(model_dir: Path, data: list[Path], questions: Path, corpus_dir: Path,
                   precision: str | None = None) -> dict:
     """EM/F1 of one checkpoint given the gold paragraph on every held-out part (XQuAD en, ru and
     across them, TyDi en dev, the held-out TyDi ru articles) and the eval set's corpus paragraphs,
-    its no-answer threshold, and the sentence reader's figures on the languages it leaves to it."""
-    from .embedding import UseEmbedder
+    and the span probability that best separates a question's own paragraph from another article's
+    (``no_answer``: a figure of the reader alone; answering abstains by the answer policy)."""
     from .reader import Reader
-    from .sentence_reader import SentenceReader
 
     examples = [e for f in find_data_files(data) for e in load_squad(f)]
     _, heldout = split_heldout(examples)
     crossed = cross_lingual_examples(heldout)
     # The checkpoint itself on torch (not an export of older weights), or its ONNX export of ``precision``.
-    reader = Reader(model_dir, runtime="onnx", precision=precision) if precision else Reader(model_dir, runtime="torch")
+    reader = Reader(model_dir, runtime="onnx", precision=precision) if precision else Reader(model_dir, runtime="torch",
+                                                                                            precision="fp32")
     report = {"runtime": f"onnx {precision}" if precision else "torch",
               "heldout": evaluate_heldout(model_dir, heldout + crossed, reader)}
     cases = corpus_paragraph_cases(questions, corpus_dir)
     report["corpus_paragraphs"] = _score_groups((g, _best_text(reader, q, p), answers) for g, q, p, answers in cases)
-    if not reader.reads("ru"):  # Russian passages go to the sentence reader: measure it on them too
-        sentence_reader = SentenceReader(UseEmbedder())
-        report["sentence_reader"] = {
-            "heldout_xquad": _score_groups(
-                (ex.dataset, _best_text(sentence_reader, ex.question, ex.context), ex.golds)
-                for ex in heldout + crossed if ex.dataset in ("xquad.ru", "xquad.en->ru")),
-            "corpus_paragraphs": _score_groups((g, _best_text(sentence_reader, q, p), answers)
-                                               for g, q, p, answers in cases if g.endswith("ru")),
-        }
-    # A reader of several languages also meets questions in another language than the passage's.
-    report["no_answer"] = choose_no_answer_threshold(reader, heldout + crossed if reader.reads("ru") else heldout)
-    if write_threshold:
-        _update_reader_config(model_dir, no_answer_threshold=report["no_answer"]["threshold"])
+    report["no_answer"] = choose_no_answer_threshold(reader, heldout + crossed)
     return report

@@ -30,7 +30,7 @@ from .errors import ChatbotError  # noqa: E402
 from .feedback import feedback_row, record  # noqa: E402
 from .guard import RequestGuard  # noqa: E402
 from .questions import check_question, clean_question, valid_text  # noqa: E402
-from .types import Answer, Citation, Span  # noqa: E402
+from .types import Citation  # noqa: E402
 from .web_documents import documents_tab  # noqa: E402
 from .workers import AnswerWorkers  # noqa: E402
 
@@ -102,31 +102,52 @@ def _details(summary: str, body: str) -> str:
     return f"<details><summary>{summary}</summary>{body}</details>"
 
 
-def format_answer(answer: Answer) -> str:
-    """A chat message for ``answer``: short answer and confidence, the query used, the
-    cited passage(s), and other candidate answers collapsed. Each block is one line."""
-    if answer.clarification:
-        return f'<div class="clarification">{escape_text(answer.clarification)}</div>'
+def format_answer(answer: dict) -> str:
+    """A chat message for ``answer`` (``Answer.to_dict()``, as a turn stores it): short answer and
+    confidence, the query used, the cited passage(s), other candidate answers and, when the answer
+    carries its explanation, why, collapsed. Each block is one line."""
+    if answer.get("clarification"):
+        return f'<div class="clarification">{escape_text(answer["clarification"])}</div>'
     blocks = []
-    if answer.text is not None:
+    if answer["answer"] is not None:
         blocks.append(
-            f'<div class="answer">Answer: <strong>{escape_text(answer.text)}</strong>'
-            f" <small>(confidence {answer.score:.0%})</small></div>"
+            f'<div class="answer">Answer: <strong>{escape_text(answer["answer"])}</strong>'
+            f" <small>(confidence {answer['score']:.0%})</small></div>"
         )
     else:
         blocks.append(f'<div class="not-found">{escape_text(NOT_FOUND)}</div>')
-    blocks.append(f'<div class="searched-for"><small>searched for: “{escape_text(answer.searched_for)}”</small></div>')
-    citations = answer.citations
-    if answer.text is not None and citations:
+    blocks.append(f'<div class="searched-for"><small>searched for: “{escape_text(answer["searched_for"])}”</small></div>')
+    citations = [Citation(**c) for c in answer["citations"]]
+    if answer["answer"] is not None and citations:
         blocks.append(format_citation(citations[0]))
         citations = citations[1:]
     if citations:
-        label = "Other passages" if answer.text is not None else "Closest passages"
+        label = "Other passages" if answer["answer"] is not None else "Closest passages"
         blocks.append(_details(f"{label} ({len(citations)})", "".join(map(format_citation, citations))))
-    if answer.alternatives:
-        items = "".join(f"<li>{escape_text(s.text)} <small>({s.score:.0%})</small></li>" for s in answer.alternatives)
-        blocks.append(_details(f"Other candidate answers ({len(answer.alternatives)})", f"<ul>{items}</ul>"))
+    alternatives = answer.get("alternatives") or []
+    if alternatives:
+        items = "".join(f"<li>{escape_text(a['text'])} <small>({a['score']:.0%})</small></li>" for a in alternatives)
+        blocks.append(_details(f"Other candidate answers ({len(alternatives)})", f"<ul>{items}</ul>"))
+    if answer.get("explanation"):
+        blocks.append(_details("Why this answer", format_explanation(answer["explanation"])))
     return "\n\n".join(blocks)
+
+
+def format_explanation(explanation: dict) -> str:
+    """The decision, the passages with their ranks and scores, the candidates with their confidence and
+    features (``Explanation.to_dict()``), as one line of HTML."""
+    passages = "".join(
+        f"<li>{p['rank'] + 1}. <code>{escape_text(p['source'])}</code> [{escape_text(p['lang'])}]: fused "
+        f"{p['fused_score']:.4f}, dense {p['dense_score']:.3f} (#{p['dense_rank'] + 1}), BM25 {p['bm25_score']:.2f} "
+        f"(#{p['bm25_rank'] + 1})</li>" for p in explanation["passages"])
+    candidates = "".join(
+        f"<li>{c['confidence']:.0%} <strong>{escape_text(c['text'])}</strong> (passage {c['passage_rank'] + 1}; "
+        + ", ".join(f"{escape_text(k)} {v:.2f}" for k, v in c["features"].items()) + ")</li>"
+        for c in explanation["candidates"])
+    return (f"<p>{escape_text(explanation['decision'])}</p>"
+            f"<p><small>searched for: “{escape_text(explanation['searched_for'])}”; threshold "
+            f"{explanation['threshold']:.0%}</small></p><p>Passages:</p><ol>{passages}</ol>"
+            f"<p>Candidates (confidence: the probability that the answer is right):</p><ul>{candidates}</ul>")
 
 
 def conversation_markdown(turns: list[dict]) -> str:
@@ -197,20 +218,10 @@ class Backend:
         return self._bot
 
 
-def answer_from_dict(data: dict) -> Answer:
-    """The :class:`Answer` of a stored turn (``Answer.to_dict()`` plus ``alternatives``)."""
-    return Answer(
-        question=data["question"], searched_for=data["searched_for"], text=data["answer"], score=data["score"],
-        citations=[Citation(**c) for c in data["citations"]],
-        alternatives=[Span(a["text"], a["score"], 0, 0, 0) for a in data.get("alternatives", [])],
-        latency_ms=data.get("latency_ms", 0.0), clarification=data.get("clarification"),
-    )
-
-
 def turn_messages(turn: dict) -> list[dict]:
     """The two chat bubbles of a stored turn: the question, and the answer (or the message shown instead)."""
     shown = turn["question"] if len(turn["question"]) <= 300 else turn["question"][:300] + "…"
-    reply = format_answer(answer_from_dict(turn["answer"])) if turn.get("answer") else escape_text(turn["message"])
+    reply = format_answer(turn["answer"]) if turn.get("answer") else escape_text(turn["message"])
     return [{"role": "user", "content": escape_text(shown)}, {"role": "assistant", "content": reply}]
 
 
@@ -227,7 +238,7 @@ class Handlers:
     """The app's event handlers, separate from the layout so that they can be tested.
 
     A chat is a list of *turns* kept in the browser (``gr.BrowserState``): ``{"question", "answer"}``
-    with the answer as ``Answer.to_dict()`` plus its ``alternatives``, or ``{"question", "message"}``
+    with the answer as ``Answer.to_dict()`` (with its explanation), or ``{"question", "message"}``
     when an error was shown instead. The chat's bubbles are drawn from them, two per turn.
     """
 
@@ -259,15 +270,15 @@ class Handlers:
     def _turn(self, question: str, conversation: Conversation) -> dict:
         """The stored turn for ``question``: its answer, or the message for the user instead of an exception."""
         try:
-            answer = self.workers.run(partial(conversation.ask, self.backend.bot(), question, k=self.settings.top_k))
+            answer = self.workers.run(partial(conversation.ask, self.backend.bot(), question, k=self.settings.top_k,
+                                              explain=True))
         except (ValueError, ChatbotError) as exc:  # messages meant for the user
             log.warning("question refused: %s", exc)
             return {"question": question, "message": str(exc)}
         except Exception:
             log.exception("answering failed")
             return {"question": question, "message": INTERNAL_ERROR}
-        alternatives = [{"text": a.text, "score": a.score} for a in answer.alternatives]
-        return {"question": question, "answer": answer.to_dict() | {"alternatives": alternatives}}
+        return {"question": question, "answer": answer.to_dict()}
 
     @staticmethod
     def restore(turns: list | None) -> list[dict]:

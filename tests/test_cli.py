@@ -66,7 +66,7 @@ class FakeChatBot:
     def __init__(self):
         self.asked = []
 
-    def ask(self, question, history=None, k=5, answers=None):
+    def ask(self, question, history=None, k=5, answers=None, explain=False):
         from chatbot.types import Answer, Citation
 
         self.asked.append((question, list(history or [])))

@@ -52,7 +52,7 @@ def test_conversation_records_turns_and_passes_them_on():
     seen = []
 
     class Bot:
-        def ask(self, question, history, k, answers):
+        def ask(self, question, history, k, answers, explain=False):
             seen.append((question, list(history), list(answers), k))
             return SimpleNamespace(text="Colossus" if not history else None)
 

@@ -116,13 +116,13 @@ def test_caching_embedder_embeds_each_text_once_and_keeps_the_latest():
 
 
 
-def test_the_retriever_and_the_sentence_reader_share_one_multilingual_cache(tmp_path):
+def test_the_retriever_and_the_sentence_relevance_share_one_multilingual_cache(tmp_path):
     """The question's multilingual vector is computed once per answer, not once per stage."""
     import numpy as np
 
     from chatbot.embedding import CachingEmbedder, cached
     from chatbot.retrieval import HybridRetriever
-    from chatbot.sentence_reader import SentenceReader
+    from chatbot.relevance import SentenceRelevance
     from chatbot.types import Passage
 
     class Counting:
@@ -139,7 +139,7 @@ def test_the_retriever_and_the_sentence_reader_share_one_multilingual_cache(tmp_
     index = SimpleNamespace(passages=[Passage("Grok runs on X.", "a.txt", "A", 0, 15)], has_multilingual=True,
                             embedder_name="e", multilingual_embedder_name="counting")
     retriever = HybridRetriever(index, SimpleNamespace(name="e"), inner)
-    reader = SentenceReader(retriever.multilingual)
+    relevance = SentenceRelevance(retriever.multilingual)
     retriever.multilingual.embed(["Where does Grok run?"], query=True)
-    reader.read("Where does Grok run?", ["Grok runs on X."])
+    relevance.closeness("Where does Grok run?", [("Grok runs on X.", 0)])
     assert sum(text == "Where does Grok run?" for call in inner.calls for text in call) == 1

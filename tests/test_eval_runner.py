@@ -78,6 +78,10 @@ def test_overall_matches_hand_calculation():
         "abstention_recall": 50.0,     # u1 of u1, u2
         "latency_p50_ms": 30.0,
         "latency_p95_ms": 48.0,        # 40 + 0.8 * (50 - 40)
+        "ece": None,                   # these predictions carry no confidence
+        "right_at_0.8": None,
+        "n_at_0.8": None,
+        "reliability": None,
     }
 
 
@@ -182,7 +186,7 @@ class FakeBot:
         self.calls = []
         self.index = SimpleNamespace(passages=[Passage("It is in Paris.", "a.txt", "T", 0, 15)])
 
-    def ask(self, question, history=None, k=5, answers=None):
+    def ask(self, question, history=None, k=5, answers=None, explain=False):
         self.calls.append((question, list(history or [])))
         text = None if "France" in question else "Paris"
         citations = [Citation("a.txt", "T", 0, 15, "It is in Paris.")] if text else []

@@ -419,12 +419,13 @@ def test_servers_listen_on_loopback_by_default():
         assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
 
 
-def test_a_missing_multilingual_reader_names_its_setting(argv_tail, trained_reader, capsys, monkeypatch, tmp_path):
-    """The shipped reader leaves Russian passages to the multilingual reader: when that is gone, the
-    error names the setting that points at it (or turns it off)."""
-    monkeypatch.setenv("CHATBOT_MULTILINGUAL_READER", str(tmp_path / "gone"))
-    assert main(["ask", "Сколько денег уже собрал стартап Маска?", *argv_tail[:4], "--reader", trained_reader]) == 2
+def test_a_missing_or_damaged_answer_policy_says_what_to_do(argv_tail, capsys, tmp_path):
+    """A reader directory whose answer_policy.json is damaged stops with a message naming the fix."""
+    import shutil
+
+    reader = Path(shutil.copytree(argv_tail[-1], tmp_path / "reader"))
+    (reader / "answer_policy.json").write_text("{damaged")
+    assert main(["ask", "Who is the CEO of OpenAI?", *argv_tail[:4], "--reader", str(reader)]) == 2
     (err,) = _error_lines(capsys.readouterr().err)
-    assert str(tmp_path / "gone") in err and "CHATBOT_MULTILINGUAL_READER" in err
-    monkeypatch.setenv("CHATBOT_MULTILINGUAL_READER", "")  # off: the sentence reader answers
-    assert main(["ask", "Сколько денег уже собрал стартап Маска?", *argv_tail[:4], "--reader", trained_reader]) == 0
+    assert "answer_policy.json" in err and "fit-policy" in err
+

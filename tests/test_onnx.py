@@ -76,7 +76,7 @@ def test_question_truncation_matches_the_old_hugging_face_cut():
 
 
 def _same_spans(a, b, tolerance):
-    assert [(s.passage_index, s.start, s.end, s.text) for s in a] == [(s.passage_index, s.start, s.end, s.text) for s in b]
+    assert [(s.text_index, s.start, s.end, s.text) for s in a] == [(s.text_index, s.start, s.end, s.text) for s in b]
     assert [s.score for s in a] == pytest.approx([s.score for s in b], abs=tolerance)
 
 

@@ -4,23 +4,28 @@ import json
 
 import pytest
 
-from chatbot import pipeline
-from chatbot.config import ChunkingSettings, Settings
-from chatbot.pipeline import Chatbot, ensure_index
-from chatbot.reader import Reader
+from dataclasses import replace
 
+from chatbot import pipeline
+from chatbot.config import SHIPPED_READER_DIR, ChunkingSettings, Settings
+from chatbot.pipeline import Chatbot, ensure_index
+from chatbot.policy import POLICY_FILE, AnswerPolicy
+from chatbot.reader import Reader
+from chatbot.types import Candidate, RetrievedPassage
+
+SHIPPED_POLICY = AnswerPolicy.load(SHIPPED_READER_DIR / POLICY_FILE)
 # Accept any span: the tiny random reader is for plumbing, not for answers.
-PERMISSIVE = dict(answer_threshold=0.0, min_similarity=-1.0)
+PERMISSIVE = dict(policy=replace(SHIPPED_POLICY, threshold=0.0))
 
 
 @pytest.fixture
 def make_bot(built_corpus, embedder, tiny_reader_dir):
     corpus, index_dir = built_corpus
 
-    def make(**changes) -> Chatbot:
-        settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir, **changes)
-        reader = Reader(tiny_reader_dir, no_answer_threshold=0.0 if changes else 0.1)
-        return Chatbot(ensure_index(settings, embedder=embedder), settings, embedder, reader)
+    def make(policy: AnswerPolicy | None = None, **changes) -> Chatbot:
+        settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir, relevance_encoder="", **changes)
+        return Chatbot(ensure_index(settings, embedder=embedder), settings, embedder, Reader(tiny_reader_dir),
+                       policy=policy)
     return make
 
 
@@ -41,10 +46,46 @@ def test_citations_are_exact_slices_of_the_original_files(make_bot, built_corpus
     assert answer.to_dict()["answer"] == answer.text and answer.latency_ms > 0
 
 
-def test_abstains_on_an_off_topic_question_and_cites_the_closest_passages(make_bot):
-    answer = make_bot().ask("What is the boiling point of water at sea level in Fahrenheit?")
-    assert answer.text is None
+def test_abstains_under_the_policy_threshold_and_cites_the_closest_passages(make_bot):
+    strict = replace(SHIPPED_POLICY, threshold=1.0)  # no candidate is that sure
+    answer = make_bot(policy=strict).ask("What is the boiling point of water at sea level in Fahrenheit?",
+                                         explain=True)
+    assert answer.text is None and 0 <= answer.score < 1
     assert answer.citations and all(c.answer_start is None for c in answer.citations)
+    assert answer.explanation.decision.startswith("abstained") and answer.explanation.threshold == 1.0
+
+
+def test_the_confidence_is_the_policys_probability_for_the_answer_and_every_passage_is_read(make_bot, monkeypatch):
+    bot = make_bot(**PERMISSIVE)
+    read = []
+    real_read = bot.reader.read
+    monkeypatch.setattr(bot.reader, "read", lambda q, texts, top_k: read.append(texts) or real_read(q, texts, top_k))
+    answer = bot.ask("Who is the CEO of OpenAI?", k=5, explain=True)
+    assert len(read) == 1 and len(read[0]) == 5  # one call, all five passages: no skipping
+    best = next(c for c in answer.explanation.candidates if c.text == answer.text)
+    assert answer.score == round(bot.policy.probability(best.features), 4) == round(best.confidence, 4)
+    confidences = [c.confidence for c in answer.explanation.candidates]
+    assert confidences == sorted(confidences, reverse=True)
+    assert set(best.features) == set(bot.policy.weights) <= set(SHIPPED_POLICY.mean)
+    data = answer.to_dict()
+    assert data["explanation"]["candidates"][0]["features"] and len(data["explanation"]["passages"]) == 5
+    assert "explanation" not in bot.ask("Who is the CEO of OpenAI?").to_dict()
+
+
+def test_ask_is_its_five_steps(make_bot):
+    bot = make_bot(**PERMISSIVE)
+    question = bot.prepare("How many GPUs does it house?", ["What is xAI's data center in Memphis called?"])
+    assert question.clarification is None and "Memphis" in question.searched_for and question.language == "en"
+    passages = bot.retriever.retrieve(question.searched_for, 4)
+    assert [p.rank for p in passages] == [0, 1, 2, 3]
+    assert sorted(p.dense_rank for p in passages) == sorted(p.bm25_rank for p in passages) == [0, 1, 2, 3]
+    candidates = bot.read(question, passages)
+    assert candidates and all(c.passage in passages and c.passage.text[c.start:c.end] == c.text for c in candidates)
+    ranked, best = bot.decide(question, candidates)
+    answer = bot.build_answer(question, passages, ranked, best, started=0.0)
+    direct = bot.ask("How many GPUs does it house?", history=["What is xAI's data center in Memphis called?"], k=4)
+    assert (answer.text, answer.score, answer.searched_for) == (direct.text, direct.score, direct.searched_for)
+    assert [c.to_dict() for c in answer.citations] == [c.to_dict() for c in direct.citations]
 
 
 def test_followup_is_searched_with_its_subject(make_bot):
@@ -112,105 +153,28 @@ def test_real_corpus_and_reader_answer_with_citation(corpus_copy, tmp_path, trai
     assert bot.ask("What is the capital of France?").text is None
 
 
-def test_best_ranks_takes_the_best_of_fused_dense_and_bm25_order():
-    from chatbot.pipeline import best_ranks
-    from chatbot.retrieval import RetrievedPassage
-
-    def passage(dense, bm25):
-        return RetrievedPassage(text="t", source="s", title="t", start=0, end=1, dense_score=dense, bm25_score=bm25)
-
-    # fused order 0..3; passage 2 is first by BM25, passage 3 second by dense
-    passages = [passage(0.9, 1.0), passage(0.5, 0.5), passage(0.1, 3.0), passage(0.6, 0.0)]
-    assert best_ranks(passages, "en") == [0, 1, 0, 1]
-
-
-def test_best_ranks_ranks_other_language_passages_among_themselves_by_the_multilingual_embedder():
-    from chatbot.pipeline import best_ranks
-    from chatbot.retrieval import RetrievedPassage
-
-    def passage(lang, dense, bm25, multilingual):
-        return RetrievedPassage(text="t", source="s", title="t", start=0, end=1, lang=lang, dense_score=dense,
-                                bm25_score=bm25, multilingual_score=multilingual)
-
-    # The Russian passages are last by MiniLM and BM25, and the multilingual cosine puts an English
-    # passage above them (it favours the question's language); among the Russian ones the closer
-    # is rank 0, the other rank 1. The English passages keep their own orders.
-    passages = [passage("en", 0.9, 2.0, 0.30), passage("en", 0.6, 1.0, 0.45), passage("en", 0.5, 0.5, 0.20),
-                passage("ru", 0.0, 0.0, 0.25), passage("ru", 0.0, 0.0, 0.40)]
-    assert best_ranks(passages, "en") == [0, 1, 2, 1, 0]
-    # A Russian question: the English passages are the other language, ranked among themselves
-    # (the one closest by the multilingual cosine is rank 0); the Russian one keeps its own orders.
-    assert best_ranks(passages[:4], "ru") == [0, 0, 2, 3]
-
+def _candidate(text: str, lang: str, confidence: float) -> Candidate:
+    passage = RetrievedPassage(text=text, source=lang, title="t", start=0, end=len(text), lang=lang)
+    return Candidate(text=text, start=0, end=len(text), passage=passage, reader_probability=0.5, confidence=confidence)
 
 
 def test_an_answer_both_languages_give_is_cited_in_the_question_language():
-    from chatbot.pipeline import _in_question_language
-    from chatbot.retrieval import RetrievedPassage
-    from chatbot.types import Span
+    from chatbot.pipeline import in_question_language
 
-    def passage(lang):
-        return RetrievedPassage(text="t", source=lang, title="t", start=0, end=1, lang=lang, dense_score=0, bm25_score=0)
-
-    passages = [passage("ru"), passage("en"), passage("en")]
-    ranked = [Span("X", 0.2, 0, 0, 1), Span("X platform", 0.15, 1, 0, 10), Span(" x ", 0.1, 2, 0, 3)]
-    assert _in_question_language(ranked[0], ranked, passages, "en") is ranked[2]
-    assert _in_question_language(ranked[0], ranked, passages, "ru") is ranked[0]
+    ranked = [_candidate("X", "ru", 0.2), _candidate("X platform", "en", 0.15), _candidate(" x ", "en", 0.1)]
+    chosen = in_question_language(ranked[0], ranked, "en")
+    assert chosen is ranked[2] and chosen.confidence == 0.2  # the policy judged the answer; only where it is cited moves
+    assert in_question_language(ranked[0], ranked, "ru") is ranked[0]
     # No English passage gives the same answer: the Russian one stays.
-    twitter = Span("Twitter", 0.15, 1, 0, 7)
-    assert _in_question_language(ranked[0], [ranked[0], twitter], passages, "en") is ranked[0]
+    twitter = _candidate("Twitter", "en", 0.15)
+    assert in_question_language(ranked[0], [ranked[0], twitter], "en") is ranked[0]
     # The same answer in other words: every Latin word of the Russian answer is in the English span.
-    russian = Span("платформу X", 0.2, 0, 0, 11)
-    assert _in_question_language(russian, [russian, ranked[1]], passages, "en") is ranked[1]
+    russian = _candidate("платформу X", "ru", 0.2)
+    platform = _candidate("X platform", "en", 0.15)
+    assert in_question_language(russian, [russian, platform], "en") is platform
     # Sharing only a number is not the same answer.
-    amount, months = Span("12 миллиардов", 0.2, 0, 0, 13), Span("12 months", 0.1, 1, 0, 9)
-    assert _in_question_language(amount, [amount, months], passages, "en") is amount
-
-
-def test_each_passage_is_read_by_the_reader_of_its_language(built_corpus, embedder, tiny_reader_dir):
-    from chatbot.types import Span
-
-    corpus, index_dir = built_corpus
-    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir)
-    index = ensure_index(settings, embedder=embedder)
-    english = Reader(tiny_reader_dir, languages=("en",), no_answer_threshold=0.1)
-    multilingual = Reader(tiny_reader_dir, languages=("en", "ru"), no_answer_threshold=0.5)
-    bot = Chatbot(index, settings, embedder, english, multilingual)
-    passages = bot.retriever.retrieve("Сколько денег уже собрал стартап Маска?", 5)
-    assert {p.lang for p in passages} == {"en", "ru"}
-    groups = {reader: {passages[i].lang for i in chosen} for reader, chosen in bot._readers(range(5), passages)}
-    assert groups == {english: {"en"}, multilingual: {"ru"}}
-    # Each answer is judged by the no-answer threshold of the reader that found it.
-    russian = next(i for i, p in enumerate(passages) if p.lang == "ru")
-    english_passage = next(i for i, p in enumerate(passages) if p.lang == "en")
-    assert not bot._good_enough(1.0, Span("x", 0.3, russian, 0, 1), passages)
-    assert bot._good_enough(1.0, Span("x", 0.3, english_passage, 0, 1), passages)
-    # Without a multilingual reader, the sentence reader reads them.
-    plain = Chatbot(index, settings.with_(multilingual_reader=""), embedder, english)
-    assert plain.multilingual_reader is None
-    groups = {type(reader).__name__: {passages[i].lang for i in chosen} for reader, chosen in plain._readers(range(5), passages)}
-    assert groups == {"Reader": {"en"}, "SentenceReader": {"ru"}}
-
-
-def test_the_multilingual_reader_runs_its_shipped_int8_export_and_names_its_setting_otherwise(built_corpus, embedder,
-                                                                                              tiny_reader_dir):
-    from chatbot.config import SHIPPED_MULTILINGUAL_READER_DIR
-    from chatbot.errors import ModelLoadError
-
-    corpus, index_dir = built_corpus
-    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir)
-    index = ensure_index(settings, embedder=embedder)
-    english = Reader(tiny_reader_dir, languages=("en",))
-    bot = Chatbot(index, settings, embedder, english)
-    assert settings.multilingual_reader_precision == "int8"
-    spans = bot.multilingual_reader.read("Сколько денег уже собрал стартап?",
-                                         ["Стартап уже собрал 12 миллиардов долларов."], top_k=1)
-    assert bot.multilingual_reader.runtime == "onnx" and spans and "12" in spans[0].text
-    # fp32 needs a model.onnx the package does not ship: the error says which setting to change.
-    assert not (SHIPPED_MULTILINGUAL_READER_DIR / "model.onnx").exists()
-    fp32 = Chatbot(index, settings.with_(multilingual_reader_precision="fp32"), embedder, english)
-    with pytest.raises(ModelLoadError, match="CHATBOT_MULTILINGUAL_READER"):
-        fp32.multilingual_reader.load()
+    amount, months = _candidate("12 миллиардов", "ru", 0.2), _candidate("12 months", "en", 0.1)
+    assert in_question_language(amount, [amount, months], "en") is amount
 
 
 @pytest.mark.parametrize("passage, answer, expected", [
@@ -225,8 +189,7 @@ def test_the_multilingual_reader_runs_its_shipped_int8_export_and_names_its_sett
 ])
 def test_candidate_answers_have_balanced_brackets(passage, answer, expected):
     from chatbot.pipeline import balanced
-    from chatbot.types import Span
 
     start = passage.index(answer)
-    span = balanced(Span(answer, 0.5, 0, start, start + len(answer)), passage)
-    assert span.text == expected and passage[span.start:span.end] == span.text
+    a, e = balanced(passage, start, start + len(answer))
+    assert passage[a:e] == expected

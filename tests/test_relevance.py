@@ -1,15 +1,11 @@
-"""Ranking candidate answers by their sentence's closeness to the question (chatbot.relevance)."""
-
-import dataclasses
-import json
-import math
+"""The closeness of a candidate answer's sentence to the question (chatbot.relevance), a policy feature."""
 
 import numpy as np
 import pytest
 
 from chatbot.config import SHIPPED_RELEVANCE_ENCODER_DIR, Settings
 from chatbot.errors import ModelLoadError
-from chatbot.relevance import OnnxSentenceEncoder, RelevanceSettings, SentenceRelevance
+from chatbot.relevance import OnnxSentenceEncoder, SentenceRelevance
 
 RU_PASSAGE = (
     "Массовые инвестиции в инфраструктуру XAI сильно укрепит позицию стартапа Маск, который уже собрал "
@@ -40,49 +36,22 @@ class FixedEncoder:
 def test_the_shipped_encoder_puts_the_sentence_that_answers_closest_in_either_language(shipped):
     for question in ("What is the Memphis data center called?", "Как называется центр обработки данных в Мемфисе?"):
         colossus, turbines = RU_PASSAGE.index("Colossus"), RU_PASSAGE.index("газовых")
-        closeness = shipped.closeness(question, [(RU_PASSAGE, colossus), (RU_PASSAGE, turbines)])
-        weights = shipped.weights(closeness)
-        assert weights[0] == 1.0 and 0 < weights[1] < 0.5
+        close, far = shipped.closeness(question, [(RU_PASSAGE, colossus), (RU_PASSAGE, turbines)])
+        assert close > far
     english = shipped.closeness("What is the Memphis data center called?", [(EN_PASSAGE, EN_PASSAGE.index("Colossus")),
                                                                             (EN_PASSAGE, 0)])
     assert english[0] > english[1]
-
-
-def test_the_shipped_settings_abstain_on_a_sentence_that_does_not_say_what_was_asked(shipped):
-    floor = shipped.settings.min_closeness
-    asked = shipped.closeness("What is the Memphis data center called?", [(EN_PASSAGE, EN_PASSAGE.index("Colossus"))])
     unrelated = shipped.closeness("What is the boiling point of water in Fahrenheit?", [(EN_PASSAGE, 0)])
-    assert shipped.close_enough(asked[0]) and not shipped.close_enough(unrelated[0])
-    assert floor is not None and unrelated[0] < floor <= asked[0]
+    assert unrelated[0] < english[0]
 
 
-def test_closeness_adds_the_language_offset_to_sentences_in_another_language():
-    question, english, russian = "Where is it?", "It is in Memphis.", "Он в Мемфисе."
-    encoder = FixedEncoder({question: (1.0, 0.0), english: (0.6, 0.8), russian: (0.6, 0.8)})
-    relevance = SentenceRelevance(encoder, RelevanceSettings(temperature=0.1, language_offset=0.05))
-    en, ru = relevance.closeness(question, [(english, 0), (russian, 0)])
-    assert en == pytest.approx(0.6) and ru == pytest.approx(0.65)
-    assert relevance.weights([en, ru]) == pytest.approx([math.exp(-0.05 / 0.1), 1.0])
-    # whole_passage: the closest sentence of each passage, wherever the offset points.
-    both = f"{english} Nothing here."
-    encoder.vectors["Nothing here."] = (0.0, 1.0)
-    assert relevance.closeness(question, [(both, len(both) - 1)], whole_passage=True) == pytest.approx([0.6])
-    assert relevance.closeness(question, [(both, len(both) - 1)]) == pytest.approx([0.0])
-
-
-def test_temperature_zero_turns_the_ranking_off_and_no_floor_keeps_every_answer():
-    relevance = SentenceRelevance(FixedEncoder({}), RelevanceSettings(temperature=0.0))
-    assert relevance.weights([0.1, 0.9]) == [1.0, 1.0]
-    assert relevance.close_enough(-1.0)
-
-
-def test_settings_are_read_beside_the_encoder_and_a_bad_file_says_what_to_do(tmp_path):
-    assert RelevanceSettings.load(tmp_path) == RelevanceSettings()  # none: USE's defaults
-    (tmp_path / "relevance.json").write_text(json.dumps({"temperature": 0.05, "min_closeness": 0.8, "note": "x"}))
-    assert RelevanceSettings.load(tmp_path) == RelevanceSettings(temperature=0.05, min_closeness=0.8)
-    (tmp_path / "relevance.json").write_text("{not json")
-    with pytest.raises(ModelLoadError, match="relevance.json.*CHATBOT_RELEVANCE_ENCODER"):
-        RelevanceSettings.load(tmp_path)
+def test_closeness_is_the_cosine_with_the_sentence_at_each_offset():
+    question, english, other = "Where is it?", "It is in Memphis.", "Nothing here."
+    encoder = FixedEncoder({question: (1.0, 0.0), english: (0.6, 0.8), other: (0.0, 1.0)})
+    both = f"{english} {other}"
+    relevance = SentenceRelevance(encoder)
+    assert relevance.closeness(question, [(both, 0), (both, len(both) - 1)]) == pytest.approx([0.6, 0.0])
+    assert relevance.closeness(question, []) == []
 
 
 def test_a_missing_or_damaged_encoder_names_its_setting(tmp_path):
@@ -101,23 +70,15 @@ def test_the_relevance_encoder_setting(monkeypatch):
     assert Settings.from_env().relevance_encoder == ""
 
 
-def test_the_pipeline_abstains_when_the_answer_sentence_is_under_the_floor(built_corpus, embedder, tiny_reader_dir):
+def test_without_an_encoder_of_its_own_the_multilingual_embedder_measures_closeness(built_corpus, embedder,
+                                                                                    tiny_reader_dir):
     from chatbot.pipeline import Chatbot, ensure_index
     from chatbot.reader import Reader
 
     corpus, index_dir = built_corpus
-    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir, answer_threshold=0.0, min_similarity=-1.0)
-    bot = Chatbot(ensure_index(settings, embedder=embedder), settings, embedder,
-                  Reader(tiny_reader_dir, no_answer_threshold=0.0))
-    question = "Which platform is Grok integrated into?"
-    bot.relevance.settings = dataclasses.replace(bot.relevance.settings, min_closeness=None)
-    assert bot.ask(question).text
-    bot.relevance.settings = dataclasses.replace(bot.relevance.settings, min_closeness=1.5)
-    answer = bot.ask(question)
-    assert answer.text is None and answer.citations and all(c.answer_start is None for c in answer.citations)
-    # Without an encoder of its own, the multilingual embedder ranks, with USE's settings.
-    plain = Chatbot(bot.index, settings.with_(relevance_encoder=""), embedder, bot.reader)
-    assert plain.relevance.settings == RelevanceSettings() and plain.relevance.encoder.name == plain.retriever.multilingual.name
+    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir, relevance_encoder="")
+    bot = Chatbot(ensure_index(settings, embedder=embedder), settings, embedder, Reader(tiny_reader_dir))
+    assert bot.relevance.encoder.name == bot.retriever.multilingual.name
 
 
 def test_export_encoder_writes_an_encoder_that_embeds_as_sentence_transformers_does(tiny_reader_dir, tmp_path):

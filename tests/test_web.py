@@ -9,7 +9,7 @@ import pytest
 
 from chatbot.config import Settings
 from chatbot.errors import ModelLoadError
-from chatbot.types import Answer, Citation, Passage, Span
+from chatbot.types import Answer, Candidate, Citation, Explanation, Passage, RetrievedPassage
 from chatbot.web import (
     INTERNAL_ERROR,
     NOT_FOUND,
@@ -24,7 +24,7 @@ from chatbot.web import (
 
 EVIL_HTML = '<img src=x onerror=alert(1)><script>alert("x")</script>'
 EVIL_MD = "[click](http://evil) ![pic](http://evil/p.png) **bold** _it_ `code` # head"
-ALLOWED_TAGS = {"div", "strong", "small", "blockquote", "code", "mark", "br", "details", "summary", "ul", "li"}
+ALLOWED_TAGS = {"div", "strong", "small", "blockquote", "code", "mark", "br", "details", "summary", "ul", "ol", "li", "p"}
 
 
 def _citation(text="Grok is integrated into the X platform.", answer="X platform", **kw) -> Citation:
@@ -36,10 +36,16 @@ def _citation(text="Grok is integrated into the X platform.", answer="X platform
     return Citation(**(fields | kw))
 
 
+def _candidate(text: str, confidence: float, source: str = "000_1a2eb30073d68791.txt") -> Candidate:
+    passage = RetrievedPassage(text=f"{text} is here.", source=source, title="T", start=0, end=len(text) + 9)
+    return Candidate(text=text, start=0, end=len(text), passage=passage, reader_probability=0.5,
+                     features={"closeness": 0.81}, confidence=confidence)
+
+
 def _answer(text="X platform", citations=None, **kw) -> Answer:
     fields = dict(question="Which platform is Grok integrated into?", searched_for="Which platform is Grok integrated into?",
                   text=text, score=0.87, citations=citations if citations is not None else [_citation()],
-                  alternatives=[Span("Twitter", 0.05, 1, 0, 7)])
+                  alternatives=[_candidate("Twitter", 0.05)])
     return Answer(**(fields | kw))
 
 
@@ -82,7 +88,7 @@ def test_highlight_without_consistent_offsets_shows_plain_text(bounds):
 
 
 def test_format_answer_shows_answer_confidence_query_article_and_alternatives():
-    out = format_answer(_answer(searched_for="Grok platform (xAI)"))
+    out = format_answer(_answer(searched_for="Grok platform (xAI)").to_dict())
     assert "<strong>X platform</strong>" in out
     assert "87%" in out
     assert "searched for" in out and "Grok platform &#40;xAI&#41;" in out
@@ -96,8 +102,11 @@ def test_format_answer_escapes_every_document_and_user_string():
     citation = Citation(source=evil, title=evil, start=0, end=len(evil) + 2, text=evil + " X",
                         answer_start=len(evil) + 1, answer_end=len(evil) + 2)
     answer = _answer(text=evil, question=evil, searched_for=evil, citations=[citation, citation],
-                     alternatives=[Span(evil, 0.1, 0, 0, 1)])
-    out = format_answer(answer)
+                     alternatives=[_candidate(evil, 0.1, source=evil)])
+    answer.explanation = Explanation(searched_for=evil, language="en", passages=[answer.alternatives[0].passage],
+                                     candidates=answer.alternatives, threshold=0.3, decision=evil)
+    out = format_answer(answer.to_dict())
+    assert "<summary>Why this answer</summary>" in out
     assert _tags(out) <= ALLOWED_TAGS
     for bad in ("<img", "<script", "onerror=alert", "[click]", "](http", "**bold**", "`code`", "_it_"):
         assert bad not in out
@@ -108,13 +117,13 @@ def test_format_answer_renders_as_inert_markdown():
     markdown_it = pytest.importorskip("markdown_it")
     evil = EVIL_HTML + "\n\n" + EVIL_MD
     citation = _citation(text=evil + " X platform", answer="X platform", title=evil)
-    rendered = markdown_it.MarkdownIt("commonmark").render(format_answer(_answer(text=evil, citations=[citation])))
+    rendered = markdown_it.MarkdownIt("commonmark").render(format_answer(_answer(text=evil, citations=[citation]).to_dict()))
     assert _tags(rendered) <= ALLOWED_TAGS | {"p"}
     assert "<mark>X platform</mark>" in rendered
 
 
 def test_format_answer_not_found_shows_message_and_closest_passages_collapsed():
-    out = format_answer(_answer(text=None, score=0.1, alternatives=[], citations=[_citation(answer=None)]))
+    out = format_answer(_answer(text=None, score=0.1, alternatives=[], citations=[_citation(answer=None)]).to_dict())
     assert escape_text(NOT_FOUND) in out
     assert "Answer:" not in out and "<mark>" not in out
     assert "<summary>Closest passages (1)</summary>" in out
@@ -140,7 +149,7 @@ class FakeBot:
     def warm_up(self):
         pass
 
-    def ask(self, question, history=None, k=5, answers=None):
+    def ask(self, question, history=None, k=5, answers=None, explain=False):
         if self.fail:
             raise self.fail
         self.histories.append(list(history or []))
@@ -219,7 +228,7 @@ def test_respond_not_found():
 
 def test_respond_shows_a_clarification_instead_of_an_answer():
     class AsksBack(FakeBot):
-        def ask(self, question, history=None, k=5, answers=None):
+        def ask(self, question, history=None, k=5, answers=None, explain=False):
             return _answer(text=None, question=question, citations=[], alternatives=[],
                            clarification="What does “it” refer to? No earlier question says.")
 
