@@ -2,7 +2,7 @@
 
 import sys
 
-from chatbot.cli import main
+from chatbot.serve.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["serve", *sys.argv[1:]]))

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Retriever": "pipeline",
-    "Chatbot": "pipeline",
+    "Retriever": "qa.chatbot",
+    "Chatbot": "qa.chatbot",
     "Settings": "config",
     "Passage": "types",
     "Answer": "types",
@@ -31,7 +31,7 @@ __all__ = ["__version__", *_LAZY]
 if TYPE_CHECKING:
     from .config import Settings
     from .errors import ChatbotError
-    from .pipeline import Chatbot, Retriever
+    from .qa.chatbot import Chatbot, Retriever
     from .types import Answer, Citation, Passage
 
 

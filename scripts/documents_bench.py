@@ -31,7 +31,7 @@ from sample_documents import (  # noqa: E402
 
 from chatbot.config import Settings  # noqa: E402
 from chatbot.ingest.documents import DocumentLibrary  # noqa: E402
-from chatbot.pipeline import Chatbot  # noqa: E402
+from chatbot.qa.chatbot import Chatbot  # noqa: E402
 
 COVID_QA = ROOT.parent / "shared" / "qa-data" / "covid-qa" / "covid-qa.json"
 BIG_PDF_PAGES = [("Tunnels of the northern line", "The northern railway line crosses the Marrow hills through six tunnels."),

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 def start(command: str, args, log_dir: Path):
     """``chatbot COMMAND`` on a free loopback port: the process and its base URL, once it answers."""
-    from chatbot.loadtest import free_port, start_process
+    from chatbot.tools.loadtest import free_port, start_process
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -55,7 +55,7 @@ def main() -> int:
                         help="more sessions that send the largest history a face accepts with every question")
     args = parser.parse_args()
     from chatbot.config import Settings
-    from chatbot.loadtest import gradio_session, http_session, run_load
+    from chatbot.tools.loadtest import gradio_session, http_session, run_load
 
     settings = Settings.from_env()
     print(json.dumps({"sessions": args.sessions, "questions": args.questions, "concurrency": settings.concurrency,

@@ -4,7 +4,7 @@ Synthetic data: unit 384-d vectors drawn around random topic centres (cosine abo
 about 0.5 between two chunks of a topic), so nearest neighbours have structure as real embeddings do;
 a query is a chunk's vector with noise. Each query is searched alone on one thread, as the chatbot does
 (``Settings.faiss_threads``), for the retriever's 20 candidates; recall@10 is measured against the flat
-index. The index kinds are built by ``chatbot.index.make_vector_index`` with the IVF parameters of
+index. The index kinds are built by ``chatbot.index.store.make_vector_index`` with the IVF parameters of
 ``chatbot.config.VectorIndexSettings``; "auto" is what the chatbot would build for that size.
 
     python scripts/scale_bench.py --sizes 49 10000 100000 1000000 --out docs/scale.md
@@ -23,11 +23,11 @@ import faiss
 import numpy as np
 
 from chatbot.config import VectorIndexSettings
-from chatbot.index import make_vector_index, vector_index_kind
-from chatbot.loadtest import process_memory_mb
+from chatbot.index.store import make_vector_index, vector_index_kind
+from chatbot.tools.loadtest import process_memory_mb
 
 DIM = 384
-CANDIDATES = 20  # chatbot.retrieval: max(MIN_CANDIDATES, 4 * k) for k = 5
+CANDIDATES = 20  # chatbot.qa.retrieval: max(MIN_CANDIDATES, 4 * k) for k = 5
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -3,9 +3,18 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.embedding import Embedder
+from chatbot.models.embedding import Embedder
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def patch_embedder(monkeypatch, embedder) -> None:
+    """Every ``Embedder(name)`` that loading a chatbot or building an index makes returns ``embedder``."""
+    from chatbot.index import sync
+    from chatbot.qa import chatbot
+
+    for module in (sync, chatbot):
+        monkeypatch.setattr(module, "Embedder", lambda name, **_: embedder)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +50,7 @@ def corpus_copy(tmp_path):
 def built_corpus(tmp_path_factory, embedder):
     """``(corpus_dir, index_dir)``: a read-only copy of the corpus and its index, built once."""
     from chatbot.config import Settings
-    from chatbot.pipeline import ensure_index
+    from chatbot.index.sync import ensure_index
 
     root = tmp_path_factory.mktemp("built")
     corpus = Path(shutil.copytree(ROOT / "corpus", root / "corpus"))
@@ -56,7 +65,7 @@ def trained_reader() -> str:
 
     reader = Path(Settings.from_env().reader).resolve()
     if not (reader / "config.json").is_file():
-        pytest.skip(f"no trained reader at {reader}: chatbot/models/reader/ is not shipped yet "
+        pytest.skip(f"no trained reader at {reader}: chatbot/models/reader-multilingual/ is not shipped yet "
                     "(train one, or set CHATBOT_READER to a checkpoint)")
     return str(reader)
 
@@ -64,7 +73,7 @@ def trained_reader() -> str:
 @pytest.fixture
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago."""
-    from chatbot.loadtest import free_port
+    from chatbot.tools.loadtest import free_port
 
     return free_port()
 
@@ -72,7 +81,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def free_port_factory():
     """``free_port_factory()``: a loopback TCP port that was free a moment ago (for wider-scoped fixtures)."""
-    from chatbot.loadtest import free_port
+    from chatbot.tools.loadtest import free_port
 
     return free_port
 
@@ -80,9 +89,7 @@ def free_port_factory():
 @pytest.fixture
 def argv_tail(built_corpus, tiny_reader_dir, embedder, monkeypatch):
     """CLI options for the built corpus and the tiny reader; the session's embedder is reused."""
-    from chatbot import pipeline
-
-    monkeypatch.setattr(pipeline, "Embedder", lambda name, **_: embedder)  # load the embedding model once per session
+    patch_embedder(monkeypatch, embedder)  # load the embedding model once per session
     corpus, index_dir = built_corpus
     return ["--corpus", str(corpus), "--index", str(index_dir), "--reader", str(tiny_reader_dir)]
 
@@ -91,20 +98,21 @@ def argv_tail(built_corpus, tiny_reader_dir, embedder, monkeypatch):
 def real_bot(built_corpus, embedder, trained_reader):
     """A warmed-up chatbot over the built corpus with the trained reader (real answers)."""
     from chatbot.config import Settings
-    from chatbot.pipeline import Chatbot, ensure_index
-    from chatbot.reader import Reader
+    from chatbot.index.sync import ensure_index
+    from chatbot.qa.chatbot import Chatbot
+    from chatbot.models.reader import Reader
 
     corpus, index_dir = built_corpus
     settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir, reader=trained_reader)
-    bot = Chatbot(ensure_index(settings, embedder=embedder), settings, embedder, Reader(trained_reader))
+    bot = Chatbot(ensure_index(settings, embedder=embedder), settings, embedder, Reader(trained_reader, precision=settings.reader_precision))
     bot.warm_up()
     return bot
 
 
 @pytest.fixture(scope="module")
 def local_servers():
-    """A :class:`chatbot.loadtest.LocalServers` (in-process servers on loopback ports) stopped after the module."""
-    from chatbot.loadtest import LocalServers
+    """A :class:`chatbot.tools.loadtest.LocalServers` (in-process servers on loopback ports) stopped after the module."""
+    from chatbot.tools.loadtest import LocalServers
 
     servers = LocalServers()
     yield servers

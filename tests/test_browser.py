@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.config import Settings
-from chatbot.loadtest import start_process
+from chatbot.tools.loadtest import start_process
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

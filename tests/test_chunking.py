@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.chunking import chunk_corpus, chunk_document, split_sentences
+from chatbot.ingest.chunking import chunk_corpus, chunk_document, split_sentences
 from chatbot.config import ChunkingSettings
-from chatbot.corpus import load_corpus
+from chatbot.ingest.corpus import load_corpus
 from chatbot.types import Document
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"

@@ -5,13 +5,14 @@ import json
 
 import pytest
 
-from chatbot.cli import main
+from chatbot.serve.cli import main
 
 
 def test_ask_json_shape(argv_tail, capsys):
     assert main(["ask", "Which platform is Grok integrated into?", "--json", "-k", "3", *argv_tail]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"question", "searched_for", "answer", "score", "citations", "latency_ms", "clarification"}
+    assert set(out) == {"question", "searched_for", "answer", "score", "citations", "latency_ms", "clarification",
+                        "alternatives", "explanation"}
     assert out["clarification"] is None
     assert out["question"] == out["searched_for"] == "Which platform is Grok integrated into?"
     assert out["answer"] is None or isinstance(out["answer"], str)
@@ -78,7 +79,7 @@ class FakeChatBot:
 @pytest.mark.parametrize("ending", ["exit\nWho?\n", "quit\n", "", "  QUIT  \nWho?\n"])
 def test_chat_ignores_blank_lines_starts_over_on_new_and_ends_on_exit_quit_or_eof(monkeypatch, capsys, ending):
     bot = FakeChatBot()
-    monkeypatch.setattr("chatbot.cli._load_chatbot", lambda args: bot)
+    monkeypatch.setattr("chatbot.serve.cli._load_chatbot", lambda args: bot)
     monkeypatch.setattr("sys.stdin", io.StringIO(f"Where is Colossus?\n\n   \nWho built Colossus?\n/new\n"
                                                  f"Who runs Colossus?\n{ending}"))
     assert main(["chat"]) == 0
@@ -93,7 +94,7 @@ def test_chat_ignores_blank_lines_starts_over_on_new_and_ends_on_exit_quit_or_eo
 def test_library_log_lines_only_with_verbose():
     import logging
 
-    from chatbot.cli import configure_logging
+    from chatbot.serve.cli import configure_logging
 
     seen = []
 
@@ -110,7 +111,7 @@ def test_library_log_lines_only_with_verbose():
             logging.getLogger("faiss.loader").info("Loading faiss with AVX512 support.")
             logging.getLogger("bm25s").warning("Building index from tokens")
             logging.getLogger("faiss.loader").error("faiss is broken")
-            logging.getLogger("chatbot.pipeline").warning("not indexed: a.txt (empty)")
+            logging.getLogger("chatbot.qa.chatbot").warning("not indexed: a.txt (empty)")
         assert seen == ["faiss is broken", "not indexed: a.txt (empty)",
                         "Loading faiss with AVX512 support.", "Building index from tokens", "faiss is broken",
                         "not indexed: a.txt (empty)"]
@@ -121,8 +122,8 @@ def test_library_log_lines_only_with_verbose():
 
 
 def test_feedback_export_turns_thumbs_down_into_eval_rows_to_review(tmp_path, capsys):
-    from chatbot.evaluation import validate_rows
-    from chatbot.feedback import feedback_row, record
+    from chatbot.tools.evaluation import validate_rows
+    from chatbot.serve.feedback import feedback_row, record
 
     path = tmp_path / "feedback.jsonl"
     answer = {"question": "Who owns it?", "searched_for": "Who owns it? (Grok)", "answer": "Musk", "score": 0.4,

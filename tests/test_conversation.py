@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from chatbot.conversation import Conversation, is_followup, resolve_followup, subject_terms
+from chatbot.qa.conversation import Conversation, is_followup, resolve_followup, subject_terms
 
 
 def test_pronoun_followup_gets_the_earlier_subject():
@@ -103,7 +103,7 @@ def test_amount_answer_is_not_a_subject():
 
 
 def test_nothing_to_refer_to_asks_back():
-    from chatbot.conversation import clarification
+    from chatbot.qa.conversation import clarification
 
     message = clarification("How many GPUs does it house?", [])
     assert message.startswith("What does “it” refer to?")

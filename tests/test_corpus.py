@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from chatbot import corpus as corpus_mod
-from chatbot.corpus import SkippedFile, file_sha256, load_corpus
+from chatbot.ingest import corpus as corpus_mod
+from chatbot.ingest.corpus import SkippedFile, file_sha256, load_corpus
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 HEADLINE = "Musk’s xAI Joins Microsoft, BlackRock in $30 Billion AI Infrastructure Project"

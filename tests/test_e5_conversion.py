@@ -6,9 +6,9 @@ import struct
 import numpy as np
 import pytest
 
-from chatbot.e5_conversion import convert, read_image
+from chatbot.tools.e5_conversion import convert, read_image
 from chatbot.errors import ChatbotError
-from chatbot.training import QAExample, cross_lingual_examples
+from chatbot.tools.training import QAExample, cross_lingual_examples
 
 H, NL, NH, FF, MAXP, TVS = 32, 1, 2, 64, 16, 2
 PIECES = ["<s>", "<pad>", "</s>", "<unk>", "▁", ".", "a", "b", "д", "а", "▁ab", "▁да", "▁abba", "▁漢字", "▁zz"]

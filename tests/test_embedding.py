@@ -8,7 +8,7 @@ import pytest
 import sentence_transformers
 
 from chatbot.config import DEFAULT_EMBEDDER
-from chatbot.embedding import Embedder, resolve_model_path
+from chatbot.models.embedding import Embedder, resolve_model_path
 from chatbot.errors import ChatbotError, ModelLoadError
 
 
@@ -95,7 +95,7 @@ def test_model_is_loaded_once_under_concurrent_first_use(monkeypatch):
 def test_caching_embedder_embeds_each_text_once_and_keeps_the_latest():
     import numpy as np
 
-    from chatbot.embedding import CachingEmbedder
+    from chatbot.models.embedding import CachingEmbedder
 
     class Counting:
         name, dimension, calls = "counting", 2, []
@@ -120,9 +120,9 @@ def test_the_retriever_and_the_sentence_relevance_share_one_multilingual_cache(t
     """The question's multilingual vector is computed once per answer, not once per stage."""
     import numpy as np
 
-    from chatbot.embedding import CachingEmbedder, cached
-    from chatbot.retrieval import HybridRetriever
-    from chatbot.relevance import SentenceRelevance
+    from chatbot.models.embedding import CachingEmbedder, cached
+    from chatbot.qa.retrieval import HybridRetriever
+    from chatbot.qa.relevance import SentenceRelevance
     from chatbot.types import Passage
 
     class Counting:

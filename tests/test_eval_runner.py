@@ -6,11 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from chatbot.evaluation import (GATED, KINDS, LANGS, METRICS, build_report, check_thresholds, standalone_context,
+from chatbot.tools.evaluation import (GATED, KINDS, LANGS, METRICS, build_report, check_thresholds, standalone_context,
                                 compare_standalone, evaluate, first_relevant_rank, format_table,
                                 answer_direction, holds_evidence, run, score_row)
 from chatbot.config import Settings
-from chatbot.conversation import resolve_followup
+from chatbot.qa.conversation import resolve_followup
 from chatbot.errors import ChatbotError
 from chatbot.types import Answer, Citation, Passage
 
@@ -163,7 +163,7 @@ def test_thresholds():
     assert check_thresholds(report, {"overall": {"f1": 60.1}}) == ["overall.f1: 60.0 < threshold 60.1"]
     assert check_thresholds(report, {"by_kind": {"unanswerable": {"f1": 1}}}) == [
         "by_kind.unanswerable.f1: not measured (threshold 1)"]
-    shipped = json.loads((ROOT / "evals" / "thresholds.json").read_text(encoding="utf-8"))
+    shipped = json.loads((ROOT / "evals" / "gate-thresholds.json").read_text(encoding="utf-8"))
     assert set(shipped) == {"overall"} and set(shipped["overall"]) == set(GATED)
 
 
@@ -212,7 +212,7 @@ def test_run_asks_history_in_a_fresh_conversation(tmp_path):
     preds = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [p["id"] for p in preds] == ["a1", "u1"]
     assert list(preds[0]) == ["id", "question", "searched_for", "answer", "score", "citations", "latency_ms",
-                             "clarification"]
+                             "clarification", "alternatives", "explanation"]
     assert (preds[0]["latency_ms"], preds[1]["answer"]) == (3, None)   # the final question's latency
     assert report["overall"]["citation_accuracy"] == 100.0 and report["overall"]["abstention_recall"] == 100.0
     assert report["by_kind"]["followup"]["recall@1"] == 100.0

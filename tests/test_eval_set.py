@@ -9,22 +9,30 @@ from types import SimpleNamespace
 import pytest
 
 from chatbot.errors import ChatbotError
-from chatbot.evaluation import (KINDS, LANGS, Validation, evaluate, load_questions, row_kind, validate_questions,
+from chatbot.tools.evaluation import (KINDS, LANGS, Validation, evaluate, load_questions, row_kind, validate_questions,
                                 validate_rows)
 
 ROOT = Path(__file__).resolve().parents[1]
-QUESTIONS = ROOT / "evals" / "questions.jsonl"
+QUESTIONS = ROOT / "evals" / "questions.jsonl"  # the tuning set
+GATE = ROOT / "evals" / "gate.jsonl"  # the gate set: no setting is chosen on it
 CORPUS = ROOT / "corpus"
 
 
-@pytest.fixture(scope="module")
-def rows():
-    return load_questions(QUESTIONS)
+@pytest.fixture(scope="module", params=[QUESTIONS, GATE], ids=["tuning", "gate"])
+def rows(request):
+    return load_questions(request.param)
 
 
-def test_every_line_is_a_json_object():
-    lines = QUESTIONS.read_text(encoding="utf-8").splitlines()
+@pytest.mark.parametrize("path", [QUESTIONS, GATE], ids=["tuning", "gate"])
+def test_every_line_is_a_json_object(path):
+    lines = path.read_text(encoding="utf-8").splitlines()
     assert all(isinstance(json.loads(line), dict) for line in lines if line.strip())
+
+
+def test_the_gate_set_shares_no_question_with_the_tuning_set():
+    tuning = {r["question"].casefold() for r in load_questions(QUESTIONS)}
+    gate = load_questions(GATE)
+    assert len(gate) >= 60 and not [r["id"] for r in gate if r["question"].casefold() in tuning]
 
 
 def test_set_is_valid(rows):
@@ -143,10 +151,10 @@ class FakeBot:
 
 @pytest.fixture
 def fake_pipeline(monkeypatch):
-    """``chatbot.pipeline`` replaced by a module whose ``Chatbot`` is :class:`FakeBot` (evaluate imports it late)."""
-    module = types.ModuleType("chatbot.pipeline")
+    """``chatbot.qa.chatbot`` replaced by a module whose ``Chatbot`` is :class:`FakeBot` (evaluate imports it late)."""
+    module = types.ModuleType("chatbot.qa.chatbot")
     module.Chatbot = FakeBot
-    monkeypatch.setitem(sys.modules, "chatbot.pipeline", module)
+    monkeypatch.setitem(sys.modules, "chatbot.qa.chatbot", module)
     monkeypatch.setattr(FakeBot, "loaded", 0)
     return FakeBot
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chatbot.evaluation import (CONFIDENT, build_report, calibration, check_thresholds, exact_match, f1_score,
+from chatbot.tools.evaluation import (CONFIDENT, build_report, calibration, check_thresholds, exact_match, f1_score,
                                 format_table, load_questions, normalize_answer, row_kind, score_row, summarize)
 
 

@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from chatbot.http_api import create_app  # noqa: E402
+from chatbot.serve.http_api import create_app  # noqa: E402
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = 100  # per operation and mode: about a minute in all

@@ -19,16 +19,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-import chatbot.index as index_module
-from chatbot import http_api, pipeline, web
-from chatbot.cli import build_parser, main
+from conftest import patch_embedder
+
+import chatbot.index.store as index_module
+from chatbot.serve import http_api, web
+from chatbot.serve.cli import build_parser, main
 from chatbot.config import Settings
 from chatbot.errors import IndexLoadError
-from chatbot.http_api import create_app
-from chatbot.index import load_index
-from chatbot.pipeline import ensure_index
-from chatbot.questions import check_question
-from chatbot.web import NOT_FOUND, Backend, Handlers, build_app, escape_text
+from chatbot.serve.http_api import create_app
+from chatbot.index.store import load_index
+from chatbot.index.sync import ensure_index
+from chatbot.qa.questions import check_question
+from chatbot.serve.web import NOT_FOUND, Backend, Handlers, build_app, escape_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,7 +167,7 @@ HTML_PAGE = ("<html><head><title>Page</title><script>var tracking = 'pixel';</sc
 @pytest.fixture
 def no_multilingual(monkeypatch, embedder):
     """CLI runs use the session's embedder and no second, multilingual one (faster builds)."""
-    monkeypatch.setattr(pipeline, "Embedder", lambda name, **_: embedder)
+    patch_embedder(monkeypatch, embedder)
     monkeypatch.setenv("CHATBOT_MULTILINGUAL_EMBEDDER", "")
 
 
@@ -249,7 +251,7 @@ def test_damaged_index_is_refused_by_load_and_rebuilt_by_ensure_index(small_inde
     _damage(settings.index_dir, how)
     with pytest.raises(IndexLoadError, match="rebuild"):
         load_index(settings.index_dir)
-    with caplog.at_level(logging.INFO, logger="chatbot.pipeline"):
+    with caplog.at_level(logging.INFO, logger="chatbot"):
         index = ensure_index(settings, embedder=embedder)
     assert "building the index" in caplog.text
     assert index.embedder_name == embedder.name and index.passages == load_index(settings.index_dir).passages
@@ -260,7 +262,7 @@ _KILLED_BUILD = """
 import os, sys, time
 from pathlib import Path
 import numpy as np
-import chatbot.index as ix
+import chatbot.index.store as ix
 from chatbot.types import Passage
 
 class Fake:
@@ -301,7 +303,7 @@ def test_build_killed_half_way_keeps_the_last_good_index(small_index, embedder, 
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
-    with caplog.at_level(logging.INFO, logger="chatbot.pipeline"):
+    with caplog.at_level(logging.INFO, logger="chatbot"):
         index = ensure_index(settings, embedder=embedder)
     assert "building the index" not in caplog.text  # recovered, not rebuilt
     assert index.manifest == before == load_index(settings.index_dir).manifest
@@ -362,7 +364,7 @@ def test_broken_embedder_names_its_variable(tmp_path, built_corpus, embedder, mo
         (model / "config.json").write_text("{not json")
     monkeypatch.setenv(variable, str(model))
     if variable != "CHATBOT_EMBEDDER":
-        monkeypatch.setattr(pipeline, "Embedder", lambda name, **_: embedder)
+        patch_embedder(monkeypatch, embedder)
     assert main(["index", "--corpus", str(built_corpus[0]), "--index", str(tmp_path / "index")]) == 2
     err = capsys.readouterr().err
     (err,) = _error_lines(err)

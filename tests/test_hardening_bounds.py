@@ -18,16 +18,18 @@ import httpx
 import orjson
 import pytest
 
-import chatbot.index as index_module
-from chatbot import pipeline
-from chatbot.cli import main
+from conftest import patch_embedder
+
+import chatbot.index.store as index_module
+from chatbot.serve.cli import main
 from chatbot.config import Settings
-from chatbot.conversation import MAX_CONTEXT_TERMS, MAX_TERM_CHARS
+from chatbot.qa.conversation import MAX_CONTEXT_TERMS, MAX_TERM_CHARS
 from chatbot.errors import IndexBuildError, IndexLoadError
-from chatbot.http_api import create_app
-from chatbot.index import load_index
-from chatbot.pipeline import ensure_index, searched_for
-from chatbot.web import TEMP_DIR_PREFIX, Backend, Handlers, build_app, own_temp_dir
+from chatbot.serve.http_api import create_app
+from chatbot.index.store import load_index
+from chatbot.index.sync import ensure_index
+from chatbot.qa.chatbot import searched_for
+from chatbot.serve.web import TEMP_DIR_PREFIX, Backend, Handlers, build_app, own_temp_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = Settings()
@@ -70,7 +72,7 @@ def test_a_history_that_is_not_a_list_is_refused_with_a_message():
 
 
 def test_the_multilingual_embedder_reads_at_most_its_token_limit():
-    from chatbot.embedding import USE_MAX_TOKENS, UseEmbedder, _clipped_tokens
+    from chatbot.models.embedding import USE_MAX_TOKENS, UseEmbedder, _clipped_tokens
 
     use = UseEmbedder()
     pieces = use._get_model().sp
@@ -262,7 +264,7 @@ def test_allowed_hosts_come_from_the_environment(monkeypatch):
 
 @pytest.fixture
 def no_multilingual(monkeypatch, embedder):
-    monkeypatch.setattr(pipeline, "Embedder", lambda name, **_: embedder)
+    patch_embedder(monkeypatch, embedder)
     monkeypatch.setenv("CHATBOT_MULTILINGUAL_EMBEDDER", "")
 
 
@@ -309,7 +311,7 @@ def test_a_wrong_typed_manifest_means_rebuild(small_index, embedder, caplog, fie
     manifest.write_text(json.dumps(before | {field: value}))
     with pytest.raises(IndexLoadError, match="rebuild"):
         load_index(settings.index_dir)
-    with caplog.at_level(logging.INFO, logger="chatbot.pipeline"):
+    with caplog.at_level(logging.INFO, logger="chatbot"):
         index = ensure_index(settings, embedder=embedder)
     assert "building the index" in caplog.text and index.manifest["checksums"] == before["checksums"]
 
@@ -332,7 +334,7 @@ def test_a_query_encoder_lost_to_a_full_disk_is_said_and_added_at_the_next_start
     (settings.corpus_dir / "more.txt").write_text("Another article about the Quendale harbour.\n")
     # Other chunking: a full rebuild, which exports the query encoder (adding a file alone updates the index).
     settings = settings.with_(chunking=replace(settings.chunking, max_chars=settings.chunking.max_chars + 1))
-    with caplog.at_level(logging.WARNING, logger="chatbot.index"):
+    with caplog.at_level(logging.WARNING, logger="chatbot.index.store"):
         index = ensure_index(settings, embedder=_FullDiskExport(embedder))
     assert "without its ONNX query encoder" in caplog.text and "No space left" in caplog.text
     assert "query_encoder" not in index.manifest and not (settings.index_dir / "query_encoder").exists()
@@ -356,7 +358,7 @@ def test_a_read_only_index_answers_while_it_matches_and_says_why_it_cannot_be_re
     leftover = settings.index_dir.with_name(".index.tmp-crashed")  # a build killed before the mount went read-only
     leftover.mkdir()
     _read_only(monkeypatch)
-    with caplog.at_level(logging.WARNING, logger="chatbot.index"):
+    with caplog.at_level(logging.WARNING, logger="chatbot.index.store"):
         index = ensure_index(settings, embedder=embedder)
     assert index.manifest == before and "Read-only file system" in caplog.text
     (settings.corpus_dir / "more.txt").write_text("Another article.\n")

@@ -10,12 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatbot import cli
+from chatbot.serve import cli
 from chatbot.config import Settings
 from chatbot.errors import ModelLoadError
-from chatbot.http_api import MAX_BODY_BYTES, create_app
-from chatbot.pipeline import Chatbot, Retriever, ensure_index
-from chatbot.reader import Reader
+from chatbot.serve.http_api import MAX_BODY_BYTES, create_app
+from chatbot.index.sync import ensure_index
+from chatbot.qa.chatbot import Chatbot, Retriever
+from chatbot.models.reader import Reader
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "Which platform is Grok integrated into?"
@@ -130,7 +131,7 @@ def test_serve_api_command(corpus_copy, tmp_path, free_port, embedder, trained_r
                     break
                 except httpx.TransportError:
                     time.sleep(1)
-            assert health["status"] == "ok" and health["documents"] == 5 and health["reader"] in (trained_reader, "chatbot/models/reader (shipped)")
+            assert health["status"] == "ok" and health["documents"] == 5 and health["reader"] in (trained_reader, "chatbot/models/reader-multilingual (shipped)")
             passages = http.post("/search", json={"query": QUESTION, "k": 4}).json()["passages"]
             retriever = Retriever.load(index_dir=index_dir, corpus_dir=corpus_copy, embedder=embedder)
             assert passages == [p.to_dict() for p in retriever.search(QUESTION, 4)]

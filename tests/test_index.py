@@ -4,10 +4,10 @@ import os
 import numpy as np
 import pytest
 
-import chatbot.index as index_module
+import chatbot.index.store as index_module
 from chatbot.config import ChunkingSettings
 from chatbot.errors import IndexBuildError, IndexLoadError
-from chatbot.index import build_index, is_stale, load_index
+from chatbot.index.store import build_index, is_stale, load_index
 from chatbot.types import Passage
 
 TEXTS = [

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_missing_langchain_names_the_extra():
-    code = "import sys; sys.modules['langchain_core'] = None; import chatbot.integrations.langchain"
+    code = "import sys; sys.modules['langchain_core'] = None; import chatbot.serve.langchain"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 1 and "pip install '.[langchain]'" in out.stderr
 
@@ -22,7 +22,7 @@ def test_invoke_returns_documents_with_passage_metadata(built_corpus, embedder):
     from langchain_core.documents import Document
     from pydantic import ValidationError
 
-    from chatbot.integrations.langchain import ChatbotRetriever
+    from chatbot.serve.langchain import ChatbotRetriever
 
     corpus, index_dir = built_corpus
     retriever = Retriever.load(index_dir=index_dir, corpus_dir=corpus, embedder=embedder)

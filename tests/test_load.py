@@ -3,9 +3,9 @@ app (gradio_client) and the HTTP API (httpx), in-process on loopback. Full figur
 
 import pytest
 
-from chatbot.http_api import create_app
-from chatbot.loadtest import gradio_session, http_session, run_load
-from chatbot.web import build_app
+from chatbot.serve.http_api import create_app
+from chatbot.tools.loadtest import gradio_session, http_session, run_load
+from chatbot.serve.web import build_app
 
 SESSIONS, QUESTIONS = 50, 3
 # Whole-process RSS: the servers *and* 50 clients (gradio_client threads and buffers, about 250 MB

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from chatbot.config import MULTILINGUAL_USE, Settings
-from chatbot.embedding import Embedder, UseEmbedder, make_embedder
+from chatbot.models.embedding import Embedder, UseEmbedder, make_embedder
 from chatbot.errors import ModelLoadError
-from chatbot.index import MULTILINGUAL_FAISS_FILE, build_index, is_stale, load_index
-from chatbot.pipeline import index_fields
-from chatbot.retrieval import HybridRetriever
+from chatbot.index.store import MULTILINGUAL_FAISS_FILE, build_index, is_stale, load_index
+from chatbot.index.sync import index_fields
+from chatbot.qa.retrieval import HybridRetriever
 from chatbot.types import Passage
 
 RU_ARTICLE = "002_514f26c353995508.txt"

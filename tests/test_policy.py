@@ -8,7 +8,7 @@ import pytest
 
 from chatbot.config import SHIPPED_READER_DIR
 from chatbot.errors import ModelLoadError
-from chatbot.policy import FEATURES, POLICY_FILE, AnswerPolicy, candidate_features, expected_answer_type, fits_type
+from chatbot.qa.policy import FEATURES, POLICY_FILE, AnswerPolicy, candidate_features, expected_answer_type, fits_type
 from chatbot.tools.policy_fit import calibration, chosen, fit_logistic, policy_from, threshold_for
 from chatbot.types import Candidate, RetrievedPassage
 

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatbot.chunking import chunk_document
+from chatbot.ingest.chunking import chunk_document
 from chatbot.config import ChunkingSettings, Settings
-from chatbot.conversation import resolve_followup
-from chatbot.corpus import find_segments
-from chatbot.pipeline import searched_for
-from chatbot.questions import check_question, clean_history, clean_question
+from chatbot.qa.conversation import resolve_followup
+from chatbot.ingest.corpus import find_segments
+from chatbot.qa.chatbot import searched_for
+from chatbot.qa.questions import check_question, clean_history, clean_question
 from chatbot.types import Document
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,11 +1,11 @@
-"""The closeness of a candidate answer's sentence to the question (chatbot.relevance), a policy feature."""
+"""The closeness of a candidate answer's sentence to the question (chatbot.qa.relevance), a policy feature."""
 
 import numpy as np
 import pytest
 
 from chatbot.config import SHIPPED_RELEVANCE_ENCODER_DIR, Settings
 from chatbot.errors import ModelLoadError
-from chatbot.relevance import OnnxSentenceEncoder, SentenceRelevance
+from chatbot.qa.relevance import OnnxSentenceEncoder, SentenceRelevance
 
 RU_PASSAGE = (
     "Массовые инвестиции в инфраструктуру XAI сильно укрепит позицию стартапа Маск, который уже собрал "
@@ -72,8 +72,9 @@ def test_the_relevance_encoder_setting(monkeypatch):
 
 def test_without_an_encoder_of_its_own_the_multilingual_embedder_measures_closeness(built_corpus, embedder,
                                                                                     tiny_reader_dir):
-    from chatbot.pipeline import Chatbot, ensure_index
-    from chatbot.reader import Reader
+    from chatbot.index.sync import ensure_index
+    from chatbot.qa.chatbot import Chatbot
+    from chatbot.models.reader import Reader
 
     corpus, index_dir = built_corpus
     settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir, relevance_encoder="")
@@ -87,7 +88,7 @@ def test_export_encoder_writes_an_encoder_that_embeds_as_sentence_transformers_d
     from sentence_transformers.base.modules.transformer import Transformer
     from sentence_transformers.sentence_transformer.modules.pooling import Pooling
 
-    from chatbot.export import export_sentence_encoder
+    from chatbot.models.export import export_sentence_encoder
 
     config = export_sentence_encoder(tiny_reader_dir, tmp_path / "encoder")
     assert config["prompt"] == "query: " and config["pooling"] == "mean" and config["normalize"]

@@ -3,8 +3,8 @@ import threading
 import numpy as np
 import pytest
 
-from chatbot.index import build_index
-from chatbot.retrieval import HybridRetriever, RetrievedPassage, reciprocal_rank_fusion, tokenize
+from chatbot.index.store import build_index
+from chatbot.qa.retrieval import HybridRetriever, RetrievedPassage, reciprocal_rank_fusion, tokenize
 from chatbot.types import Passage
 
 TEXTS = [

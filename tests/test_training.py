@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.errors import ChatbotError
-from chatbot.training import (
+from chatbot.tools.training import (
     HELDOUT_XQUAD_ARTICLES,
     CHECKPOINT_DIR,
     TrainConfig,
@@ -115,7 +115,7 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_weights_of_an_uninterrup
     import torch
     from safetensors.torch import load_file
 
-    import chatbot.training as training
+    import chatbot.tools.training as training
 
     def config(out: Path) -> TrainConfig:
         return TrainConfig(data=[qa_data], base=str(tiny_reader_dir), out=out, epochs=2, batch_size=4, lr=1e-3,
@@ -154,7 +154,7 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_weights_of_an_uninterrup
 def test_evaluate_reader_reports_every_held_out_part_and_writes_beside_the_weights(qa_data, tiny_reader_dir, tmp_path):
     import shutil
 
-    from chatbot.cli import main
+    from chatbot.serve.cli import main
 
     model = Path(shutil.copytree(tiny_reader_dir, tmp_path / "reader"))
     root = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ import faiss
 import numpy as np
 
 from chatbot.config import VectorIndexSettings
-from chatbot.index import build_index, load_index, make_vector_index, vector_index_kind
+from chatbot.index.store import build_index, load_index, make_vector_index, vector_index_kind
 from chatbot.types import Passage
 
 

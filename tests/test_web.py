@@ -10,7 +10,7 @@ import pytest
 from chatbot.config import Settings
 from chatbot.errors import ModelLoadError
 from chatbot.types import Answer, Candidate, Citation, Explanation, Passage, RetrievedPassage
-from chatbot.web import (
+from chatbot.serve.web import (
     INTERNAL_ERROR,
     NOT_FOUND,
     Backend,

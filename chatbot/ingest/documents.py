@@ -2,7 +2,7 @@
 
 The corpus folder stays the one source of truth: an upload is checked (type, size, and that its
 converter reads it), written into the folder under a sanitised name, and indexed by
-:meth:`~chatbot.pipeline.Retriever.refresh`, which embeds only that document's passages; removing
+:meth:`~chatbot.qa.chatbot.Retriever.refresh`, which embeds only that document's passages; removing
 deletes the file and its passages the same way. The web chat's Documents tab and the HTTP API's
 ``/documents`` are thin faces over :class:`DocumentLibrary`.
 """
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..config import size_limit_message
-from ..corpus import CORPUS_CONFIG_FILES, load_file
+from .corpus import CORPUS_CONFIG_FILES, load_file
 from ..errors import ChatbotError
 from .converters import unsupported
 
@@ -73,7 +73,7 @@ def sanitize_name(name: str) -> str:
 
 
 def list_documents(index) -> list[DocumentInfo]:
-    """The indexed documents of ``index`` (a :class:`~chatbot.index.VectorIndex`) and the skipped
+    """The indexed documents of ``index`` (a :class:`~chatbot.index.store.VectorIndex`) and the skipped
     files with their reasons, by name."""
     infos = [DocumentInfo(d["source"], "indexed", d.get("title"), d.get("lang"), d.get("pages"), d.get("chunks", 0),
                           "; ".join(d.get("metadata", {}).get("notes", [])))
@@ -88,7 +88,7 @@ def list_documents(index) -> list[DocumentInfo]:
 
 
 class DocumentLibrary:
-    """Documents of a loaded chatbot (a :class:`~chatbot.pipeline.Retriever`): ``list``, ``add``, ``remove``.
+    """Documents of a loaded chatbot (a :class:`~chatbot.qa.chatbot.Retriever`): ``list``, ``add``, ``remove``.
 
     ``add`` and ``remove`` need ``settings.allow_uploads``; they run one at a time, and questions
     are answered meanwhile over the index as it was.

