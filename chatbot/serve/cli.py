@@ -388,13 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure the ONNX export of this precision (fp32 or int8) instead of the checkpoint on torch")
     p.set_defaults(func=_evaluate_reader)
 
+    from ..tools.policy_fit import FitConfig
+
     p = sub.add_parser("fit-policy", help="fit the answer policy (answer_policy.json) of a reader on TyDi QA held-out "
                        "questions and the tuning set (developer step)")
     p.add_argument("--reader", metavar="DIR", help="reader model directory (default: the shipped model)")
     p.add_argument("--data", nargs="+", metavar="FILE_OR_DIR", help="SQuAD-format JSON (default: ../shared/qa-data/)")
     p.add_argument("--questions", nargs="+", metavar="FILE", help="eval-style question sets over --corpus "
                    "(default: the tuning set evals/questions.jsonl; never the gate set)")
-    p.add_argument("--precision", type=float, default=0.75,
+    p.add_argument("--precision", type=float, default=FitConfig().precision,
                    help="share of shown answers that should be right on the fitting questions (sets the threshold)")
     p.add_argument("--refit", action="store_true", help="fit again from the cached candidates (runs/policy)")
     p.add_argument("--limit", type=int, metavar="N", help="use N TyDi questions (a quick run)")
