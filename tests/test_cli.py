@@ -122,7 +122,7 @@ def test_library_log_lines_only_with_verbose():
 
 
 def test_feedback_export_turns_thumbs_down_into_eval_rows_to_review(tmp_path, capsys):
-    from chatbot.tools.evaluation import validate_rows
+    from chatbot.tools.evaluation import validate_questions
     from chatbot.serve.feedback import feedback_row, record
 
     path = tmp_path / "feedback.jsonl"
@@ -143,6 +143,7 @@ def test_feedback_export_turns_thumbs_down_into_eval_rows_to_review(tmp_path, ca
     assert first["history"] == ["What is Grok?"] and first["source"] == "a.txt" and first["answers"] == []
     assert first["review"]["bot_answer"] == "Musk" and first["review"]["comment"] == "It is xAI"
     # Not an eval row until a person says whether and how it is answerable.
-    assert any("answerable" in p for p in validate_rows(rows, tmp_path))
+    found = validate_questions(rows, tmp_path)
+    assert any("answerable" in p for p in found.errors + found.warnings)
     assert main(["feedback", "export", "--file", str(tmp_path / "none.jsonl")]) == 2
     assert "No feedback file" in capsys.readouterr().err

@@ -9,13 +9,18 @@ from types import SimpleNamespace
 import pytest
 
 from chatbot.errors import ChatbotError
-from chatbot.tools.evaluation import (KINDS, LANGS, Validation, evaluate, load_questions, row_kind, validate_questions,
-                                validate_rows)
+from chatbot.tools.evaluation import (KINDS, LANGS, Validation, evaluate, load_questions, row_kind,
+                                validate_questions)
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ROOT / "evals" / "questions.jsonl"  # the tuning set
 GATE = ROOT / "evals" / "gate.jsonl"  # the gate set: no setting is chosen on it
 CORPUS = ROOT / "corpus"
+
+
+def _all_problems(validation) -> list[str]:
+    """Every problem of a question set, errors then warnings."""
+    return validation.errors + validation.warnings
 
 
 @pytest.fixture(scope="module", params=[QUESTIONS, GATE], ids=["tuning", "gate"])
@@ -38,7 +43,7 @@ def test_the_gate_set_shares_no_question_with_the_tuning_set():
 def test_set_is_valid(rows):
     # The shipped set has neither errors nor (grounding) warnings.
     assert validate_questions(rows, CORPUS) == Validation(errors=[], warnings=[])
-    assert validate_rows(rows, CORPUS) == []
+    assert _all_problems(validate_questions(rows, CORPUS)) == []
 
 
 def test_set_size_and_coverage(rows):
@@ -62,7 +67,7 @@ def test_validator_accepts_good_rows(corpus):
     unanswerable = {**GOOD, "id": "x-2", "answers": [], "source": None, "evidence": None,
                     "answerable": False, "history": ["Who founded xAI?"], "standalone": "..."}
     assert validate_questions([GOOD, unanswerable], corpus) == Validation([], [])
-    assert validate_rows([GOOD, unanswerable], corpus) == []
+    assert _all_problems(validate_questions([GOOD, unanswerable], corpus)) == []
 
 
 # Grounding (an answer or evidence not found verbatim in the source): warnings, the row is still run.
@@ -76,7 +81,7 @@ def test_validator_warns_of_ungrounded_rows(corpus, change, message):
     found = validate_questions([{**GOOD, **change}], corpus)
     assert found.errors == [] and found.ok and not found.clean
     assert any(w.startswith("x-1: ") and message in w for w in found.warnings), found.warnings
-    assert any(message in p for p in validate_rows([{**GOOD, **change}], corpus))   # every problem
+    assert any(message in p for p in _all_problems(validate_questions([{**GOOD, **change}], corpus)))   # every problem
 
 
 # Schema and types (missing keys, wrong types, duplicate ids, an unknown source): errors, the file is refused.
@@ -95,7 +100,7 @@ def test_validator_flags_bad_rows(corpus, change, message):
     found = validate_questions([{**GOOD, **change}], corpus)
     assert any(e.startswith("x-1: ") and message in e for e in found.errors), found.errors
     assert not any(message in w for w in found.warnings) and not found.ok
-    assert any(message in p for p in validate_rows([{**GOOD, **change}], corpus))
+    assert any(message in p for p in _all_problems(validate_questions([{**GOOD, **change}], corpus)))
 
 
 def test_validator_flags_missing_keys_and_duplicate_ids(corpus):
@@ -104,7 +109,7 @@ def test_validator_flags_missing_keys_and_duplicate_ids(corpus):
     assert "x-1: duplicate id" in found.errors
     assert "x-1: missing key 'question'" in found.errors
     assert found.warnings == []
-    assert validate_rows([GOOD, GOOD, row], corpus) == found.errors
+    assert _all_problems(validate_questions([GOOD, GOOD, row], corpus)) == found.errors
 
 
 # ---------------------------------------------------------------------------

@@ -49,10 +49,20 @@ def searched_for(question: str, history: list[str] | None, answers: list[str] | 
     ``max_query_chars`` long whatever the history: only the last ``max_history_turns`` questions and
     answers are used, each cleaned as a question and cut to ``max_question_chars``. ``ValueError`` when
     the question is empty or the history is not a list."""
+    return _query(*_cleaned(question, history, answers, settings), settings)
+
+
+def _cleaned(question: str, history: list[str] | None, answers: list[str] | None,
+             settings: Settings) -> tuple[str, list[str], list[str] | None]:
+    """The question, the last ``max_history_turns`` earlier questions and answers, each cleaned and cut."""
     s = settings
     history = clean_history(history, s.max_history_turns, s.max_question_chars)
     answers = clean_history(answers, s.max_history_turns, s.max_question_chars) if answers is not None else None
-    return clip(resolve_followup(clean_question(question, s.max_question_chars), history, answers), s.max_query_chars)
+    return clean_question(question, s.max_question_chars), history, answers
+
+
+def _query(question: str, history: list[str], answers: list[str] | None, settings: Settings) -> str:
+    return clip(resolve_followup(question, history, answers), settings.max_query_chars)
 
 
 def check_k(k) -> int:
@@ -74,7 +84,6 @@ class Retriever:
         self.retriever = HybridRetriever(index, self.embedder)
         self._update_lock = threading.Lock()  # one index update at a time
         self._signature = corpus_signature(settings.corpus_dir)  # of the corpus the index was made from
-        self._refresh_error: str | None = None
 
     def refresh(self, on_progress: Callable[[int, int], None] | None = None, *, wait: bool = True) -> bool:
         """Bring the index up to date with the corpus folder when its files changed since the last look
@@ -204,12 +213,8 @@ class Chatbot(Retriever):
                 answers: list[str] | None = None) -> Question:
         """Step 1: the question cleaned, its follow-up resolved (:func:`searched_for`), its language, or
         the question back when it refers to nothing."""
-        limits = self.settings
-        text = clean_question(question, limits.max_question_chars)
-        history = clean_history(history, limits.max_history_turns, limits.max_question_chars)
-        answers = (clean_history(answers, limits.max_history_turns, limits.max_question_chars)
-                   if answers is not None else None)
-        query = searched_for(text, history, answers, limits)
+        text, history, answers = _cleaned(question, history, answers, self.settings)
+        query = _query(text, history, answers, self.settings)
         return Question(text=text, searched_for=query, language=detect_language(query),
                         clarification=clarification(text, history, answers))
 

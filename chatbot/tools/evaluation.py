@@ -204,13 +204,6 @@ def validate_questions(rows: list[dict], corpus_dir: str | Path) -> Validation:
     return result
 
 
-def validate_rows(rows: list[dict], corpus_dir: str | Path) -> list[str]:
-    """Every problem of a question set, errors then warnings, as 'id: message' strings (empty: the set is
-    valid and fully grounded, as the shipped set must be). :func:`validate_questions` keeps them apart."""
-    result = validate_questions(rows, corpus_dir)
-    return result.errors + result.warnings
-
-
 # ---------------------------------------------------------------------------
 # Scoring a run: per-row outcomes, grouped metrics, the report and its gate.
 
