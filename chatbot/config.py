@@ -116,6 +116,11 @@ class BenchSettings:
 class Settings:
     corpus_dir: Path = Path("corpus")
     index_dir: Path = Path("index")
+    # Where passages are stored and searched (CHATBOT_STORE): "" is the embedded store (FAISS + BM25 in
+    # index_dir); milvus://HOST:PORT (or an http(s):// address) a Milvus server that several replicas share; a
+    # path ending in .db a local milvus-lite file (chatbot.index.milvus).
+    store: str = ""
+    store_collection: str = "chatbot"  # the Milvus store's collections are named from it (CHATBOT_STORE_COLLECTION)
     embedder: str = DEFAULT_EMBEDDER
     # A second, multilingual embedder ("" turns it off): it picks the passage of a corpus language
     # missing from the results, which takes the last of the k places (cross-lingual retrieval).
@@ -188,6 +193,8 @@ class Settings:
         return cls().with_(
             corpus_dir=Path(env["CHATBOT_CORPUS"]) if "CHATBOT_CORPUS" in env else None,
             index_dir=Path(env["CHATBOT_INDEX"]) if "CHATBOT_INDEX" in env else None,
+            store=env.get("CHATBOT_STORE"),
+            store_collection=env.get("CHATBOT_STORE_COLLECTION"),
             feedback_file=Path(env["CHATBOT_FEEDBACK"]) if "CHATBOT_FEEDBACK" in env else None,
             embedder=env.get("CHATBOT_EMBEDDER"),
             multilingual_embedder=env.get("CHATBOT_MULTILINGUAL_EMBEDDER"),

@@ -49,7 +49,7 @@ def test_round_trip_and_search(built, embedder):
     assert m["created_at"]
 
     query = embedder.embed(["how long should dough rise"], query=True)[0]
-    hits = index.search(query, 10)
+    hits = index.dense_search(query, 10)
     assert len(hits) == 4  # k is clipped to the index size
     assert hits[0][0] == 2
     assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
@@ -57,7 +57,7 @@ def test_round_trip_and_search(built, embedder):
     np.testing.assert_allclose([s for _, s in hits], cosines[[i for i, _ in hits]], atol=1e-5)
     np.testing.assert_allclose(index.similarity(query, [3, 0]), cosines[[3, 0]], atol=1e-5)
     with pytest.raises(ValueError):
-        index.search(query[:10], 1)
+        index.dense_search(query[:10], 1)
 
 
 def test_failure_mid_build_leaves_previous_index_intact(built, embedder, monkeypatch):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from chatbot.index.store import build_index
-from chatbot.qa.retrieval import HybridRetriever, RetrievedPassage, reciprocal_rank_fusion, tokenize
+from chatbot.index.search import reciprocal_rank_fusion, tokenize
+from chatbot.qa.retrieval import HybridRetriever, RetrievedPassage
 from chatbot.types import Passage
 
 TEXTS = [
@@ -36,7 +37,7 @@ def retriever(index, embedder):
 
 def test_rare_name_found_by_bm25_that_dense_alone_misses(index, retriever, embedder):
     query = "What did Quenneby do?"
-    dense_top = index.search(embedder.embed([query], query=True)[0], 1)
+    dense_top = index.dense_search(embedder.embed([query], query=True)[0], 1)
     assert dense_top[0][0] != COUNCIL  # the premise: similar-looking names fool the embedder
     results = retriever.retrieve(query, k=3)
     assert results[0].text == PASSAGES[COUNCIL].text

@@ -43,5 +43,5 @@ def test_manifest_records_the_choice_and_the_index_loads(tmp_path):
     assert built.manifest["vector_index"] == {"kind": "ivf", "nlist": 17, "nprobe": 4}
     loaded = load_index(tmp_path / "index")
     query = FakeEmbedder().embed(["x"] * 300)[42]
-    assert loaded.search(query, 1)[0][0] == 42
+    assert loaded.dense_search(query, 1)[0][0] == 42
     assert abs(loaded.similarity(query, [42])[0] - 1.0) < 1e-5

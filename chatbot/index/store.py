@@ -32,12 +32,14 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+import bm25s
 import faiss
 import numpy as np
 
@@ -45,6 +47,7 @@ from ..config import VectorIndexSettings
 from ..models.embedding import TextEmbedder
 from ..errors import ChatbotError, IndexBuildError, IndexLoadError
 from ..types import Passage
+from .search import BM25_B, BM25_K1, keyword_text, reciprocal_rank_fusion, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ PASSAGES_FILE = "passages.jsonl"
 DOCUMENTS_FILE = "documents.jsonl"
 MANIFEST_FILE = "manifest.json"
 QUERY_ENCODER_DIR = "query_encoder"
+# dense_search with languages looks this deep among the nearest first (x8 until enough are found).
+LANGUAGE_DEPTH = 256
 _PASSAGE_FIELDS = ("text", "source", "title", "start", "end", "lang", "page")
 _COMPUTED_FIELDS = frozenset({"format_version", "embedder", "dimension", "multilingual_embedder",
                               "multilingual_dimension", "chunk_count", "vector_index", "created_at",
@@ -62,21 +67,25 @@ _COMPUTED_FIELDS = frozenset({"format_version", "embedder", "dimension", "multil
 
 
 class VectorIndex:
-    """A loaded index. Read-only after construction, so safe to share between threads.
-
-    ``search`` and ``similarity`` use the embedder's vectors; ``search(..., multilingual=True)``
-    those of the multilingual embedder (``has_multilingual``).
+    """The embedded passage store (:class:`~chatbot.index.search.PassageStore`): an index loaded from
+    ``index_dir``, with its BM25 index built in memory from the passages on the first keyword search (well
+    under a second for a few thousand passages). Read-only after construction, so safe to share between
+    threads; an update writes a new version (:func:`update_index`).
     """
 
     def __init__(self, faiss_index: faiss.Index, passages: list[Passage], manifest: dict,
                  multilingual_index: faiss.Index | None = None, directory: Path | None = None,
                  documents: list[dict] | None = None):
-        self._faiss = faiss_index
-        self._multilingual = multilingual_index
+        self._vector_sets = {"dense": faiss_index}
+        if multilingual_index is not None:
+            self._vector_sets["multilingual"] = multilingual_index
         self.passages = passages
         self.manifest = manifest
         self.directory = directory  # where it was loaded from or written to
         self.documents = documents or []  # documents.jsonl's records, when the index has it
+        self.languages = {p.lang for p in passages}
+        self._bm25 = None
+        self._bm25_lock = threading.Lock()
 
     @property
     def query_encoder(self) -> dict | None:
@@ -97,21 +106,20 @@ class VectorIndex:
 
     @property
     def has_multilingual(self) -> bool:
-        return self._multilingual is not None
+        return "multilingual" in self._vector_sets
 
     @property
     def dimension(self) -> int:
-        return self._faiss.d
+        return self._vector_sets["dense"].d
 
     def __len__(self) -> int:
         return len(self.passages)
 
-    def _vectors(self, multilingual: bool) -> faiss.Index:
-        if not multilingual:
-            return self._faiss
-        if self._multilingual is None:
-            raise ValueError("this index has no multilingual vectors")
-        return self._multilingual
+    def vectors(self, field: str = "dense") -> faiss.Index:
+        """The FAISS index of a vector set ("dense" or "multilingual")."""
+        if field not in self._vector_sets:
+            raise ValueError(f"this index has no {field!r} vectors")
+        return self._vector_sets[field]
 
     @staticmethod
     def _as_query(query_vec: np.ndarray, vectors: faiss.Index) -> np.ndarray:
@@ -120,21 +128,60 @@ class VectorIndex:
             raise ValueError(f"query vector has dimension {q.shape[1]}, the index has {vectors.d}")
         return q
 
-    def search(self, query_vec: np.ndarray, k: int, *, multilingual: bool = False) -> list[tuple[int, float]]:
-        """The ``k`` nearest chunks as ``(chunk_id, cosine)``, best first."""
+    def get(self, chunk_ids: Sequence[int]) -> list[Passage]:
+        return [self.passages[i] for i in chunk_ids]
+
+    def dense_search(self, query_vec: np.ndarray, k: int, *, field: str = "dense",
+                     languages: Collection[str] | None = None) -> list[tuple[int, float]]:
+        """The ``k`` nearest chunks as ``(chunk_id, cosine)``, best first; with ``languages``, the
+        nearest of those languages (searched ``LANGUAGE_DEPTH`` deep first, eight times deeper until
+        found)."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        vectors = self._vectors(multilingual)
-        scores, ids = vectors.search(self._as_query(query_vec, vectors), min(k, len(self)))
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        vectors = self.vectors(field)
+        q = self._as_query(query_vec, vectors)
+        if languages is None:
+            scores, ids = vectors.search(q, min(k, len(self)))
+            return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        found, depth = [], LANGUAGE_DEPTH
+        while True:
+            scores, ids = vectors.search(q, min(depth, len(self)))
+            found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0])
+                     if i >= 0 and self.passages[i].lang in languages]
+            if len(found) >= k or depth >= len(self):
+                return found[:k]
+            depth *= 8
 
-    def similarity(self, query_vec: np.ndarray, chunk_ids: Sequence[int], *, multilingual: bool = False) -> np.ndarray:
+    def similarity(self, query_vec: np.ndarray, chunk_ids: Sequence[int], *, field: str = "dense") -> np.ndarray:
         """Cosine between the query and the given chunks (for chunks found by other means)."""
-        vectors = self._vectors(multilingual)
+        vectors = self.vectors(field)
         q = self._as_query(query_vec, vectors)
         if not len(chunk_ids):
             return np.zeros(0, dtype=np.float32)
         return vectors.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64)) @ q[0]
+
+    def _bm25_scores(self, query: str) -> np.ndarray:
+        tokens = tokenize(query)
+        if not tokens:
+            return np.zeros(len(self), dtype=np.float32)
+        with self._bm25_lock:
+            if self._bm25 is None:
+                bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B)
+                bm25.index([tokenize(keyword_text(p)) for p in self.passages], show_progress=False)
+                self._bm25 = bm25
+        return self._bm25.get_scores(tokens)
+
+    def keyword_search(self, query: str, k: int) -> list[tuple[int, float]]:
+        scores = self._bm25_scores(query)
+        return [(int(i), float(scores[i])) for i in np.argsort(-scores, kind="stable")[:k] if scores[i] > 0]
+
+    def keyword_scores(self, query: str, chunk_ids: Sequence[int]) -> np.ndarray:
+        return self._bm25_scores(query)[np.asarray(chunk_ids, dtype=np.int64)]
+
+    def hybrid_search(self, query_vec: np.ndarray, query: str, k: int, depth: int) -> list[tuple[int, float]]:
+        dense = [i for i, _ in self.dense_search(query_vec, depth)]
+        lexical = [i for i, _ in self.keyword_search(query, depth)]
+        return reciprocal_rank_fusion([dense, lexical])[:k]
 
 
 def _sha256(data: bytes) -> str:
@@ -250,7 +297,7 @@ def make_vector_index(vectors: np.ndarray, settings: VectorIndexSettings, seed: 
 PROGRESS_BATCH = 64
 
 
-def _embed_passages(embedder: TextEmbedder, texts: list[str], batch_size: int, show_progress: bool,
+def embed_passages(embedder: TextEmbedder, texts: list[str], batch_size: int, show_progress: bool,
                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Passage vectors; ``progress(done, total)`` is called as batches of ``PROGRESS_BATCH`` finish."""
     embedder = getattr(embedder, "embedder", embedder)  # a CachingEmbedder's model: passages are not cached
@@ -296,9 +343,9 @@ def build_index(
     index_dir.parent.mkdir(parents=True, exist_ok=True)
     with _new_version(index_dir, "Building") as new_dir:
         texts = [p.text for p in passages]
-        vectors = {FAISS_FILE: _embed_passages(embedder, texts, batch_size, show_progress)}
+        vectors = {FAISS_FILE: embed_passages(embedder, texts, batch_size, show_progress)}
         if multilingual is not None:
-            vectors[MULTILINGUAL_FAISS_FILE] = _embed_passages(multilingual, texts, batch_size, show_progress)
+            vectors[MULTILINGUAL_FAISS_FILE] = embed_passages(multilingual, texts, batch_size, show_progress)
         checksums: dict[str, str] = {}
         try:
             encoder = {"query_encoder": _write_query_encoder(embedder, new_dir, checksums)}
@@ -355,11 +402,11 @@ def update_index(
             raise IndexBuildError("No passages left to index: every document was removed or skipped.")
         texts = [p.text for p in passages]
         vectors = {}
-        for name, flat, model in ((FAISS_FILE, old._faiss, embedder),
-                                  (MULTILINGUAL_FAISS_FILE, old._multilingual, multilingual)):
+        for name, flat, model in ((FAISS_FILE, old.vectors("dense"), embedder),
+                                  (MULTILINGUAL_FAISS_FILE, old._vector_sets.get("multilingual"), multilingual)):
             if model is not None:
                 kept = flat.reconstruct_batch(np.asarray(keep, dtype=np.int64)) if keep else None
-                new = _embed_passages(model, texts, batch_size, False, progress if name == FAISS_FILE else None)
+                new = embed_passages(model, texts, batch_size, False, progress if name == FAISS_FILE else None)
                 vectors[name] = np.concatenate([v for v in (kept, new) if v is not None])[order]
         records = [d for d in old.documents if d["source"] not in gone] + [dict(d) for d in documents]
         records.sort(key=lambda d: d["source"])

@@ -16,6 +16,7 @@ from ..ingest.corpus import METADATA_FILE, SkippedFile, document_files, file_sha
 from ..models.embedding import Embedder, OnnxQueryEmbedder, TextEmbedder, make_embedder
 from ..models.onnx_runtime import check_runtime, onnxruntime_available
 from ..types import Document, Passage
+from .search import PassageStore
 from .store import VectorIndex, add_query_encoder, build_index, is_stale, load_index, recover, update_index
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,9 @@ def _log_skipped(skipped: list[SkippedFile]) -> None:
 
 def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbedder | None = None, *,
                  multilingual: TextEmbedder | None = None,
-                 on_progress: Callable[[int, int], None] | None = None) -> VectorIndex:
-    """Load the index in ``settings.index_dir``, bringing it up to date with the corpus first.
+                 on_progress: Callable[[int, int], None] | None = None) -> PassageStore:
+    """Load the index in ``settings.index_dir``, bringing it up to date with the corpus first; with
+    ``settings.store`` set, the Milvus store it names instead (:func:`~chatbot.index.milvus.sync_store`).
 
     When only document files were added, changed or removed, only their passages are embedded
     (:func:`~chatbot.index.store.update_index`, ``on_progress(done, total)`` as they are); when the index is
@@ -83,10 +85,16 @@ def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbed
     index from before query encoders gets one added (:func:`~chatbot.index.store.add_query_encoder`).
     Each skipped file is logged once, when it is first seen.
     """
-    recover(settings.index_dir)  # a build killed half-way leaves the previous index in place
     fields = index_fields(settings)
-    reason = is_stale(settings.index_dir, {k: v for k, v in fields.items() if k != "files"})
     embedder = embedder or Embedder(settings.embedder, threads=settings.threads)
+    if settings.store:
+        from .milvus import sync_store
+
+        if multilingual is None and settings.multilingual_embedder:
+            multilingual = make_embedder(settings.multilingual_embedder)
+        return sync_store(settings, fields, embedder, multilingual, on_progress)
+    recover(settings.index_dir)  # a build killed half-way leaves the previous index in place
+    reason = is_stale(settings.index_dir, {k: v for k, v in fields.items() if k != "files"})
     index = None
     if reason is None:
         try:
