@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the project with its test and langchain extras into .venv and run the whole test suite.
+# Install the project with its test, langchain and milvus extras into .venv and run the whole test suite.
 # The real-browser test needs Debian's chromium; it is installed here when missing (needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,5 +8,5 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" =
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test,langchain]'
+.venv/bin/pip install -q -e '.[test,langchain,milvus]'
 exec .venv/bin/python -m pytest "$@"

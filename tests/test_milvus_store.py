@@ -153,7 +153,7 @@ def test_chunks_left_by_a_writer_killed_part_way_are_deleted_by_the_next_start(t
     store = ensure_index(settings, embedder=embedder)
     before = [vars(p) for p in store.passages]
     # A writer that died after inserting a document's new chunks, before its row named their version:
-    stray = {"text": "Colossus houses no GPUs at all.", "source": "colossus.md", "title": "Colossus", "start": 0,
+    stray = {"id": 12345, "text": "Colossus houses no GPUs at all.", "source": "colossus.md", "title": "Colossus", "start": 0,
              "end": 31, "lang": "en", "page": None, "version": "killed", "terms": "colossus hous gpus",
              "dense": embedder.embed(["Colossus houses no GPUs at all."])[0].tolist()}
     store._client.insert(store._chunks, [stray])

@@ -4,10 +4,10 @@
 Two collections, named from ``settings.store_collection`` (default ``chatbot``):
 
     chatbot_chunks     one row per passage: text, source, title, start, end, lang, page, the version of
-                       its document, its BM25 terms (``terms``, :func:`~chatbot.index.search.tokenize`'s
+                       its document (its file's sha256), its BM25 terms (``terms``, :func:`~chatbot.index.search.tokenize`'s
                        output, analysed by Milvus's standard analyzer into the ``sparse`` field by Milvus's
                        BM25 function) and its vectors (``dense``, and ``multilingual`` when configured)
-    chatbot_documents  one row per indexed document (source, sha256 of its file, version, its record:
+    chatbot_documents  one row per indexed document (source, sha256 of its file, its record:
                        title, lang, pages, page starts, chunks, metadata), and the row ``.`` holding the
                        store's manifest (embedders, chunking, corpus files, skipped files)
     chatbot_texts      the text each document's offsets index (for PDF, DOCX and HTML the extracted
@@ -16,17 +16,18 @@ Two collections, named from ``settings.store_collection`` (default ``chatbot``):
 Milvus runs the searches: dense (inner product of L2-normalised vectors, i.e. cosine), BM25 over the
 ``sparse`` field, and the hybrid of the two fused by its ``RRFRanker`` with the product's constant.
 
-An update writes a document's new chunks under a new version, then its row, then deletes its chunks of
-other versions; the manifest row is written last. A writer killed part-way leaves chunks no row names,
-which the next sync deletes, and a manifest that still differs from the folder, so the next sync redoes
-the work.
+An update writes a document's new chunks under its new version, then its row, then deletes its chunks of
+other versions; the manifest row is written last. A row's id is a hash of its source, version and place,
+so two replicas indexing the same file write the same rows (upserts), never duplicates. A writer killed
+part-way leaves chunks no row names, which the next sync deletes or overwrites, and a manifest that still
+differs from the folder, so the next sync redoes the work.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import uuid
 from contextlib import contextmanager
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -48,10 +49,10 @@ log = logging.getLogger(__name__)
 MANIFEST_ROW = "."  # the documents collection's row holding the store's manifest: no file is called "."
 _PASSAGE_FIELDS = ["text", "source", "title", "start", "end", "lang", "page"]
 _MAX_TITLE_CHARS = 1000
-_QUERY_BATCH = 1000
+_QUERY_BATCH = 1000  # rows per query page when listing, and per insert
 _TEXT_PIECE_CHARS = 16_000  # 4 bytes a character at most in UTF-8: under Milvus's 65,535-byte VARCHAR
 KEYWORD_SCORE_DEPTH = 1000  # keyword_scores is exact for chunks among this many best matches
-CONNECT_TIMEOUT_S = 10.0  # how long to wait for a Milvus server before saying it cannot be reached  # rows per query page when listing
+CONNECT_TIMEOUT_S = 10.0  # how long to wait for a Milvus server before saying it cannot be reached
 
 
 def store_uri(setting: str) -> str:
@@ -132,7 +133,7 @@ class MilvusStore:
     def _document_rows(self) -> list[dict]:
         if not self._exists():
             return []
-        rows = self._query(self._documents, f'source != "{MANIFEST_ROW}"', ["source", "sha256", "version", "record"])
+        rows = self._query(self._documents, f'source != "{MANIFEST_ROW}"', ["source", "sha256", "record"])
         return sorted(rows, key=lambda r: r["source"])
 
     @property
@@ -231,7 +232,7 @@ class MilvusStore:
         for name in self._collections:
             if self._client.has_collection(name):
                 self._client.drop_collection(name)
-        schema = MilvusClient.create_schema(auto_id=True)
+        schema = MilvusClient.create_schema(auto_id=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("text", DataType.VARCHAR, max_length=65535)
         schema.add_field("source", DataType.VARCHAR, max_length=1024)
@@ -259,7 +260,6 @@ class MilvusStore:
         documents = MilvusClient.create_schema(auto_id=False)
         documents.add_field("source", DataType.VARCHAR, max_length=1024, is_primary=True)
         documents.add_field("sha256", DataType.VARCHAR, max_length=64)
-        documents.add_field("version", DataType.VARCHAR, max_length=64)
         documents.add_field("record", DataType.JSON)
         documents.add_field("placeholder", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants a vector field
         indexes = self._client.prepare_index_params()
@@ -267,7 +267,7 @@ class MilvusStore:
         with _quiet_grpc_server():
             self._client.create_collection(self._documents, schema=documents, index_params=indexes)
 
-        texts = MilvusClient.create_schema(auto_id=True)
+        texts = MilvusClient.create_schema(auto_id=False)
         texts.add_field("id", DataType.INT64, is_primary=True)
         texts.add_field("source", DataType.VARCHAR, max_length=1024)
         texts.add_field("version", DataType.VARCHAR, max_length=64)
@@ -282,21 +282,22 @@ class MilvusStore:
     def replace_document(self, source: str, sha256: str, record: dict, text: str, passages: Sequence[Passage],
                          vectors: dict[str, np.ndarray]) -> None:
         """Put ``source``'s record, ``text`` and passages (with their ``vectors`` by field) in place of its old
-        ones."""
-        version = uuid.uuid4().hex
-        pieces = [{"source": source, "version": version, "part": n, "text": text[start:start + _TEXT_PIECE_CHARS],
-                   "placeholder": [0.0, 0.0]} for n, start in enumerate(range(0, len(text), _TEXT_PIECE_CHARS))]
+        ones; ``sha256`` (its file's) is the version of the new rows."""
+        version = sha256
+        pieces = [{"id": _row_id("text", source, version, n), "source": source, "version": version, "part": n,
+                   "text": text[start:start + _TEXT_PIECE_CHARS], "placeholder": [0.0, 0.0]}
+                  for n, start in enumerate(range(0, len(text), _TEXT_PIECE_CHARS))]
         for start in range(0, len(pieces), 100):
-            self._client.insert(self._texts, pieces[start:start + 100])
-        rows = [{"text": p.text, "source": p.source, "title": p.title[:_MAX_TITLE_CHARS], "start": p.start,
-                 "end": p.end, "lang": p.lang, "page": p.page, "version": version,
-                 "terms": " ".join(tokenize(keyword_text(p))) or "_",
+            self._client.upsert(self._texts, pieces[start:start + 100])
+        rows = [{"id": _row_id("chunk", source, version, n), "text": p.text, "source": p.source,
+                 "title": p.title[:_MAX_TITLE_CHARS], "start": p.start, "end": p.end, "lang": p.lang,
+                 "page": p.page, "version": version, "terms": " ".join(tokenize(keyword_text(p))) or "_",
                  **{field: _vector(v[n]) for field, v in vectors.items()}}
                 for n, p in enumerate(passages)]
         for start in range(0, len(rows), _QUERY_BATCH):
-            self._client.insert(self._chunks, rows[start:start + _QUERY_BATCH])
-        self._client.upsert(self._documents, [{"source": source, "sha256": sha256, "version": version,
-                                               "record": record, "placeholder": [0.0, 0.0]}])
+            self._client.upsert(self._chunks, rows[start:start + _QUERY_BATCH])
+        self._client.upsert(self._documents, [{"source": source, "sha256": sha256, "record": record,
+                                               "placeholder": [0.0, 0.0]}])
         for name in (self._chunks, self._texts):
             self._client.delete(name, filter=f"source == {_literal(source)} and version != {_literal(version)}")
 
@@ -307,13 +308,12 @@ class MilvusStore:
 
     def delete_orphans(self) -> None:
         """Delete chunks and texts whose version no document row names (left by a writer killed part-way)."""
-        versions = [r["version"] for r in self._document_rows()]
+        versions = [r["sha256"] for r in self._document_rows()]
         for name in (self._chunks, self._texts):
             self._client.delete(name, filter=f"not ({_in('version', versions)})")
 
     def write_manifest(self, manifest: dict) -> None:
-        self._client.upsert(self._documents, [{"source": MANIFEST_ROW, "sha256": "", "version": "",
-                                               "record": manifest, "placeholder": [0.0, 0.0]}])
+        self._client.upsert(self._documents, [{"source": MANIFEST_ROW, "sha256": "", "record": manifest, "placeholder": [0.0, 0.0]}])
 
 
 def _literal(text: str) -> str:
@@ -337,6 +337,13 @@ def _quiet_grpc_server():
         yield
     finally:
         server_log.setLevel(level)
+
+
+def _row_id(kind: str, source: str, version: str, place: int) -> int:
+    """A row's primary key: the same for the same row of the same version of a document, whoever writes it."""
+    digest = hashlib.blake2b(f"{kind}\0{source}\0{version}\0{place}".encode("utf-8", "surrogatepass"),
+                             digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1  # a non-negative int64
 
 
 def _vector(v) -> list[float]:
