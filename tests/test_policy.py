@@ -134,3 +134,15 @@ def test_threshold_for_a_stated_precision():
     assert threshold_for(picks, 1.0) == 0.8
     figures = calibration(picks, 0.6)
     assert figures["answered"] == 4 and figures["precision"] == 75.0
+
+
+def test_threshold_abstains_on_the_stated_share_of_questions_without_an_answer():
+    picks = [{"p": p, "right": r, "answerable": a} for p, r, a in
+             [(0.9, True, True), (0.8, True, True), (0.7, False, False), (0.6, True, True), (0.5, False, False),
+              (0.3, False, False), (0.2, False, False)]]
+    assert threshold_for(picks, 0.75) == 0.6  # precision alone: 0.7 answered, 3 of the 4 unanswerable abstained
+    assert threshold_for(picks, 0.75, abstention=1.0) == 0.7001  # all 4 under it
+    assert calibration(picks, 0.7001)["abstained_on_unanswerable"] == 100.0
+    assert threshold_for(picks, 0.75, abstention=0.5) == 0.6  # already met by the precision threshold
+
+

@@ -153,16 +153,16 @@ shipped = pytest.mark.skipif(
             "one million GPUs to power its Grok chatbot, integrated into the X platform.",
             "X",
         ),
-        pytest.param(
+        (
             "Where is the Colossus data center?",
             "The company’s Memphis data center, known as Colossus, is purportedly the world’s largest.",
-            "Memphis", marks=pytest.mark.xfail(strict=True, reason="the shipped reader answers “world’s largest”"),
+            "Memphis",
         ),
-        pytest.param(
+        (
             "How much does Stargate plan to invest?",
             "Stargate plans to invest up to $500 billion to enhance AI infrastructure, with $100 billion already "
             "earmarked for immediate action.",
-            "$500 billion", marks=pytest.mark.xfail(strict=True, reason="the shipped reader leaves out the “$”"),
+            "$500 billion",
         ),
         (
             "Who is the managing editor of TH3FUS3?",

@@ -213,7 +213,7 @@ def _fit_policy(args) -> int:
     fit_policy(FitConfig(reader=Path(args.reader) if args.reader else FitConfig().reader,
                          data=[Path(p) for p in args.data] if args.data else FitConfig().data,
                          questions=[Path(q) for q in args.questions] if args.questions else FitConfig().questions,
-                         precision=args.precision, refit=args.refit, out=Path(args.out) if args.out else None,
+                         precision=args.precision, abstention=args.abstention, refit=args.refit, out=Path(args.out) if args.out else None,
                          limit=args.limit))
     return 0
 
@@ -398,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the tuning set evals/questions.jsonl; never the gate set)")
     p.add_argument("--precision", type=float, default=FitConfig().precision,
                    help="share of shown answers that should be right on the fitting questions (sets the threshold)")
+    p.add_argument("--abstention", type=float, default=FitConfig().abstention,
+                   help="share of the fitting questions without an answer on which to abstain (may raise the threshold)")
     p.add_argument("--refit", action="store_true", help="fit again from the cached candidates (runs/policy)")
     p.add_argument("--limit", type=int, metavar="N", help="use N TyDi questions (a quick run)")
     p.add_argument("--out", metavar="FILE", help="where to write the policy (default: beside the reader)")
