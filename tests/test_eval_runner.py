@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from chatbot.tools.evaluation import (GATED, KINDS, LANGS, METRICS, build_report, check_thresholds, standalone_context,
+from chatbot.tools.evaluation import (GATED, KINDS, LANGS, METRICS, build_report, check_against, check_thresholds, standalone_context,
                                 compare_standalone, evaluate, first_relevant_rank, format_table,
                                 answer_direction, holds_evidence, run, score_row)
 from chatbot.config import Settings
@@ -165,6 +165,18 @@ def test_thresholds():
         "by_kind.unanswerable.f1: not measured (threshold 1)"]
     shipped = json.loads((ROOT / "evals" / "gate-thresholds.json").read_text(encoding="utf-8"))
     assert set(shipped) == {"overall"} and set(shipped["overall"]) == set(GATED)
+
+
+def test_a_run_is_checked_against_another_runs_report():
+    report = build_report(scored())
+    moved = json.loads(json.dumps(report))
+    moved["overall"]["f1"] = report["overall"]["f1"] - 1.5
+    assert check_against(moved, report, {"overall": {"f1": 2.0, "recall@5": 0.0}}) == []
+    assert check_against(moved, report, {"overall": {"f1": 1.0}}) == [
+        f"overall.f1: {moved['overall']['f1']} is more than 1.0 from the baseline's {report['overall']['f1']}"]
+    assert check_against(moved, {}, {"overall": {"f1": 1.0}})[0].startswith("overall.f1: not measured in both runs")
+    shipped = json.loads((ROOT / "evals" / "store-tolerance.json").read_text(encoding="utf-8"))
+    assert check_against(report, report, shipped) == []
 
 
 def test_invalid_questions_file_is_a_clear_error(tmp_path):

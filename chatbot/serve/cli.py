@@ -94,6 +94,8 @@ def _eval(args) -> int:
         report_path=args.report,
         retriever_only=args.retriever_only,
         check=args.check,
+        against=args.against,
+        tolerance=args.tolerance,
         progress=not args.quiet,
     )
 
@@ -427,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="OUT.json", help="write the metrics here")
     p.add_argument("--retriever-only", action="store_true", help="retrieval metrics only; no reader loaded")
     p.add_argument("--check", metavar="THRESHOLDS.json", help="exit 1 when a metric falls below its threshold")
+    p.add_argument("--against", metavar="BASELINE.json", help="another run's --report to compare with (with --tolerance)")
+    p.add_argument("--tolerance", metavar="TOLERANCES.json",
+                   help="exit 1 when a metric is further than its tolerance from --against's (same nesting)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_corpus_args(p, settings, k=False)
     p.set_defaults(func=_eval)

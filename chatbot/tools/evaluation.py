@@ -416,6 +416,22 @@ def check_thresholds(report: dict, thresholds: dict, where: str = "") -> list[st
     return failures
 
 
+def check_against(report: dict, baseline: dict, tolerances: dict, where: str = "") -> list[str]:
+    """Failures of ``report`` against another run's report: a metric of ``tolerances`` (same nesting) that is
+    more than its tolerance away from the ``baseline``'s, either way (e.g. the same eval on another store)."""
+    failures = []
+    for key, tolerance in tolerances.items():
+        name = f"{where}{key}"
+        value, expected = (r.get(key) if isinstance(r, dict) else None for r in (report, baseline))
+        if isinstance(tolerance, dict):
+            failures += check_against(value or {}, expected or {}, tolerance, f"{name}.")
+        elif value is None or expected is None:
+            failures.append(f"{name}: not measured in both runs ({value} against {expected})")
+        elif abs(value - expected) > tolerance:
+            failures.append(f"{name}: {value} is more than {tolerance} from the baseline's {expected}")
+    return failures
+
+
 _COLUMNS = (("n", "n"), ("EM", "em"), ("F1", "f1"), ("R@1", "recall@1"), ("R@5", "recall@5"),
             ("MRR", "mrr"), ("Cite", "citation_accuracy"), ("AbsP", "abstention_precision"),
             ("AbsR", "abstention_recall"), ("p50ms", "latency_p50_ms"), ("p95ms", "latency_p95_ms"),
@@ -525,11 +541,13 @@ def report_warnings(questions: str | Path, warnings: list[str], file=None) -> No
 def evaluate(questions: str | Path, settings: Settings | None = None, *,
              predictions_path: str | Path | None = None, report_path: str | Path | None = None,
              retriever_only: bool = False, check: str | Path | None = None,
+             against: str | Path | None = None, tolerance: str | Path | None = None,
              progress: bool = True) -> int:
     """``chatbot eval``: validate, run, print the table, write the files, apply the gate.
 
     ``settings`` (default: from the environment) give the corpus, index and reader.
-    Returns the exit status: 0, or 1 when a threshold of ``check`` is not met.
+    Returns the exit status: 0, or 1 when a threshold of ``check`` is not met or a metric of ``tolerance``
+    is further than its tolerance from the report ``against`` (another run's ``--report``).
     Raises ``ChatbotError`` for an invalid questions or thresholds file (a validation error);
     grounding warnings are printed to stderr and the run goes on.
     """
@@ -540,6 +558,10 @@ def evaluate(questions: str | Path, settings: Settings | None = None, *,
     try:
         rows = load_questions(questions)
         thresholds = json.loads(Path(check).read_text(encoding="utf-8")) if check else {}
+        if bool(against) != bool(tolerance):
+            raise ValueError("--against and --tolerance go together: a baseline report and the tolerances")
+        baseline = json.loads(Path(against).read_text(encoding="utf-8")) if against else {}
+        tolerances = json.loads(Path(tolerance).read_text(encoding="utf-8")) if tolerance else {}
     except (OSError, ValueError) as exc:
         raise ChatbotError(str(exc)) from exc
     checked = validate_questions(rows, settings.corpus_dir)
@@ -564,9 +586,11 @@ def evaluate(questions: str | Path, settings: Settings | None = None, *,
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         Path(report_path).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
                                      encoding="utf-8")
-    failures = check_thresholds(report, thresholds)
+    failures = check_thresholds(report, thresholds) + check_against(report, baseline, tolerances)
     for failure in failures:
         print(f"FAILED {failure}", file=sys.stderr)
     if check and not failures:
         print(f"all thresholds in {check} met")
+    if against and not failures:
+        print(f"within {tolerance} of {against}")
     return 1 if failures else 0
