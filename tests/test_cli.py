@@ -147,3 +147,16 @@ def test_feedback_export_turns_thumbs_down_into_eval_rows_to_review(tmp_path, ca
     assert any("answerable" in p for p in found.errors + found.warnings)
     assert main(["feedback", "export", "--file", str(tmp_path / "none.jsonl")]) == 2
     assert "No feedback file" in capsys.readouterr().err
+
+
+def test_the_installed_chatbot_command_runs(tmp_path):
+    """The console script that `pip install` writes (pyproject's [project.scripts]) starts the CLI."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = shutil.which("chatbot", path=str(Path(sys.executable).parent))
+    assert command, "pip install -e . writes a `chatbot` command beside the interpreter"
+    done = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0 and "ask" in done.stdout and "serve-api" in done.stdout, done.stderr
