@@ -110,6 +110,9 @@ class BenchSettings:
     haystack_top_k: int = 5
     haystack_max_seq_length: int = 256
     haystack_stride: int = 96
+    # Haystack's reader reads torch weights: a transformers QA checkpoint of the same reader, e.g. ``chatbot
+    # torch-reader``'s rebuild of the shipped ONNX one ("": the chatbot's own reader, which must have them).
+    haystack_reader: str = ""
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.tools.benchmark import (METRICS, bench_questions, f1_percent, latency_figures, markdown_table, ratios,
-                               run_bench)
+from chatbot.tools.benchmark import (METRICS, bench_questions, f1_by_language, f1_percent, latency_figures,
+                                     markdown_table, ratios, run_bench)
 from chatbot.config import BenchSettings, Settings
 from chatbot.tools.evaluation import load_questions
 
@@ -30,6 +30,17 @@ def test_f1_counts_answerable_questions_only_and_abstentions_as_zero():
           {"answers": [], "answerable": False}]
     assert f1_percent(["Sam Altman", None, "Paris"], qs) == 50.0
     assert f1_percent(["Altman", "in 2023", None], qs) == round(100 * (2 / 3 + 2 / 3) / 2, 1)
+
+
+def test_f1_is_also_given_per_language_of_the_question():
+    qs = [{"answers": ["308"], "answerable": True, "lang": "en"}, {"answers": ["Лютер"], "answerable": True, "lang": "ru"},
+          {"answers": ["1777"], "answerable": True, "lang": "en"}]
+    assert f1_by_language(["308", "Лавуазье", None], qs) == {"en": 50.0, "ru": 0.0}
+    machine = {"cpus": 2, "load_avg_1m_5m_15m": [1.0, 1.0, 1.0]}
+    figures = {**{m: 1.0 for m in METRICS}, "f1_by_lang": {"en": 50.0, "ru": 20.0}}
+    table = markdown_table({"questions": 3, "runs": 1, "machine_before": machine, "machine_after": machine,
+                            "ours": figures, "haystack": {**figures, "f1_by_lang": {"en": 25.0, "ru": None}}})
+    assert "| F1 (en) | 50.0 | 25.0 | 2.00 |" in table and "| F1 (ru) | 20.0 | - | - |" in table
 
 
 def test_latency_is_the_median_per_question_then_percentiles():

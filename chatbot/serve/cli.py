@@ -75,6 +75,15 @@ def _export_reader(args) -> int:
     return 0
 
 
+def _torch_reader(args) -> int:
+    from ..config import SHIPPED_READER_DIR
+    from ..tools.reader_weights import torch_reader_from_onnx
+
+    out = torch_reader_from_onnx(Path(args.model or SHIPPED_READER_DIR), Path(args.out))
+    print(f"{out}: a transformers QA checkpoint with the ONNX reader's weights (e.g. for bench --vs-haystack --haystack-reader)")
+    return 0
+
+
 def _export_encoder(args) -> int:
     from ..models.export import QUERY_ENCODER_FILE, export_sentence_encoder
 
@@ -103,8 +112,11 @@ def _eval(args) -> int:
 def _bench(args) -> int:
     from ..tools.benchmark import run_bench
 
+    from ..config import BenchSettings
+
     report = run_bench(_settings(args), args.questions, args.runs, args.vs_haystack,
-                       report_path=args.report, docs_dir=args.docs)
+                       report_path=args.report, docs_dir=args.docs,
+                       bench=BenchSettings(haystack_reader=args.haystack_reader or ""))
     _print_json({k: v for k, v in report.items() if k != "latencies_ms"})
     return 0
 
@@ -413,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true", help="also write the int8 export (model_int8.onnx)")
     p.set_defaults(func=_export_reader)
 
+    p = sub.add_parser("torch-reader", help="rebuild a transformers checkpoint (torch weights) from an ONNX reader, "
+                       "for Haystack's reader in bench --vs-haystack (developer step)")
+    p.add_argument("model", nargs="?", help="ONNX reader directory (default: the shipped model)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=_torch_reader)
+
     p = sub.add_parser("export-encoder", help="export a transformers encoder to ONNX as the sentence encoder that "
                        "ranks answers (CHATBOT_RELEVANCE_ENCODER; developer step)")
     p.add_argument("model", help="encoder directory (e.g. runs/e5-small from convert-e5)")
@@ -442,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", default="evals/questions.jsonl", metavar="FILE", help="JSONL question set")
     p.add_argument("--runs", type=int, default=BenchSettings().runs, help="warm runs (latency: median per question)")
     p.add_argument("--vs-haystack", action="store_true", help="also run a Haystack 2 pipeline (pip install '.[bench]')")
+    p.add_argument("--haystack-reader", metavar="DIR",
+                   help="Haystack's reader: a transformers QA checkpoint of the same reader (chatbot torch-reader "
+                        "rebuilds one from the shipped ONNX reader; default: --reader)")
     p.add_argument("--report", metavar="OUT.json", help="write the figures here")
     p.add_argument("--docs", metavar="DIR", help="write benchmark-results.md and benchmark.png here (e.g. docs)")
     _add_corpus_args(p, settings, k=False)

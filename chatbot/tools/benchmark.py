@@ -8,7 +8,9 @@ its peak RSS is that process's. Index time is the build of the corpus index with
 
 The Haystack pipeline (``pip install '.[bench]'``) uses the same embedder (all-MiniLM-L6-v2 from the
 bundled path) and the same reader (through its ``TransformersExtractiveReader``, fp32, same window and
-stride), word-based splitting, an ``InMemoryDocumentStore`` and its embedding retriever.
+stride; it reads torch weights, so ``--haystack-reader`` gives it a checkpoint of the shipped ONNX reader,
+which ``chatbot torch-reader`` rebuilds), word-based splitting, an ``InMemoryDocumentStore`` and its
+embedding retriever. F1 is also given per language of the questions.
 """
 
 from __future__ import annotations
@@ -34,14 +36,14 @@ METRICS = ("p50_ms", "p95_ms", "f1", "cold_start_s", "index_s", "rss_mb")
 
 
 def bench_questions(rows: list[dict]) -> list[dict]:
-    """``{"question", "answers", "answerable"}`` per eval row asked on its own: single questions, and
+    """``{"question", "answers", "answerable", "lang"}`` per eval row asked on its own: single questions, and
     follow-ups in their standalone form (follow-ups without one are left out)."""
     out = []
     for row in rows:
         question = row.get("standalone") if row.get("history") else row["question"]
         if question:
             out.append({"question": question, "answers": row.get("answers") or [],
-                        "answerable": bool(row.get("answerable"))})
+                        "answerable": bool(row.get("answerable")), "lang": row.get("lang")})
     return out
 
 
@@ -49,6 +51,15 @@ def f1_percent(predictions: list[str | None], questions: list[dict]) -> float | 
     """Mean token F1 (``chatbot eval``'s scorer) over the answerable questions, as a percentage."""
     scores = [f1_score(pred or "", q["answers"]) for pred, q in zip(predictions, questions) if q["answerable"]]
     return round(100 * sum(scores) / len(scores), 1) if scores else None
+
+
+def f1_by_language(predictions: list[str | None], questions: list[dict]) -> dict[str, float | None]:
+    """:func:`f1_percent` over each language's questions (the ``lang`` of their eval rows)."""
+    out = {}
+    for lang in sorted({q["lang"] for q in questions if q.get("lang")}):
+        pairs = [(p, q) for p, q in zip(predictions, questions) if q.get("lang") == lang]
+        out[lang] = f1_percent([p for p, _ in pairs], [q for _, q in pairs])
+    return out
 
 
 def latency_figures(per_question_ms: list[list[float]]) -> tuple[list[float], dict]:
@@ -153,8 +164,8 @@ def _haystack_components(bench: BenchSettings, settings: Settings):
     reader_dir = Path(settings.reader)
     if reader_dir.is_dir() and not any((reader_dir / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
         raise RuntimeError(f"--vs-haystack reads with the reader's torch weights, and {reader_dir} has none (the shipped "
-                           "reader is ONNX only): pass --reader DIR of a transformers QA checkpoint (e.g. the "
-                           "train-reader output the shipped reader was exported from)")
+                           "reader is ONNX only): pass --haystack-reader DIR of a transformers QA checkpoint of it (chatbot "
+                           "torch-reader --out DIR rebuilds one)")
     model = resolve_model_path(settings.embedder)
     common = {"model": model, "local_files_only": True, "normalize_embeddings": True, "progress_bar": False}
     reader = TransformersExtractiveReader(
@@ -236,7 +247,8 @@ def measure(system, questions: list[dict], runs: int, cold_runs: int) -> tuple[d
     latencies, predictions = timed_runs(system.answer, questions, runs)
     medians, figures = latency_figures(latencies)
     index_s, chunks = system.index_seconds()
-    figures.update(f1=f1_percent(predictions, questions), index_s=round(index_s, 2),
+    figures.update(f1=f1_percent(predictions, questions), f1_by_lang=f1_by_language(predictions, questions),
+                   index_s=round(index_s, 2),
                    chunks=chunks, chunks_per_s=round(chunks / index_s, 1),
                    **cold_start(system.cold_start_argv(questions[0]["question"]), cold_runs))
     return figures, medians
@@ -261,7 +273,8 @@ def run_bench(settings: Settings, questions_file: str | Path, runs: int, vs_hays
     report["ours"], distributions["ours"] = measure(Ours(settings), questions, runs, cold_runs)
     if vs_haystack:
         with tempfile.TemporaryDirectory() as tmp:
-            system = Haystack(settings, bench, Path(tmp) / "store.json")
+            reader = bench.haystack_reader or settings.reader
+            system = Haystack(replace(settings, reader=reader), bench, Path(tmp) / "store.json")
             report["haystack"], distributions["haystack"] = measure(system, questions, runs, cold_runs)
         report.update(ratios(report["ours"], report["haystack"]))
     report["machine_after"] = machine()
@@ -286,11 +299,16 @@ def markdown_table(report: dict) -> str:
     systems = [s for s in ("ours", "haystack") if s in report]
     lines = ["| | " + " | ".join(systems) + (" | ours / haystack |" if len(systems) == 2 else " |"),
              "|---" * (len(systems) + 1 + (len(systems) == 2)) + "|"]
+    rows = []
     for key, label in ROWS:
-        cells = [str(report[s].get(key, "-")) for s in systems]
+        rows.append((label, [report[s].get(key) for s in systems]))
+        if key == "f1":  # then F1 per language
+            rows += [(f"F1 ({lang})", [report[s].get("f1_by_lang", {}).get(lang) for s in systems])
+                     for lang in report[systems[0]].get("f1_by_lang", {})]
+    for label, values in rows:
+        cells = ["-" if v is None else str(v) for v in values]
         if len(systems) == 2:
-            a, b = report["ours"].get(key), report["haystack"].get(key)
-            cells.append(f"{a / b:.2f}" if a and b else "-")
+            cells.append(f"{values[0] / values[1]:.2f}" if values[0] and values[1] else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     m = report["machine_before"]
     lines.append("")
