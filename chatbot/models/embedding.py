@@ -37,9 +37,6 @@ VECTOR_CACHE_SIZE = 20_000
 # limit of its own, and its time and memory grow with the text). Passages (500 characters) and questions
 # stay far under it.
 USE_MAX_TOKENS = 512
-# Texts per ONNX encoder run: on the 2-core target, 8 passages sorted by length embed about 10 % faster than 32
-# (chatbot.models.encoder's card, "Speed").
-ONNX_BATCH = 8
 
 _FIX_HINT = (
     "Set CHATBOT_EMBEDDER to a local sentence-transformers model directory, or leave it unset for the shipped "
@@ -204,8 +201,9 @@ class OnnxEmbedder(_LazyModel):
     """A transformer exported to ONNX (chatbot.models.export) with its pooling, run on ONNX Runtime:
     ``config`` (``query_encoder.json``) gives the pooling, the query ``prompt`` and, for an encoder that
     embeds passages too (the shipped one), the ``passage_prompt``. ``files`` reads the export's files
-    (``model.onnx``, ``tokenizer.json``). Texts are embedded shortest first, in batches of at most
-    ``ONNX_BATCH``, so that little padding is computed."""
+    (``model.onnx``, ``tokenizer.json``). Each text is embedded in a run of its own: an int8 export quantizes
+    its activations with one scale per run, so in a batch a text's vector would depend on the texts beside it
+    (an updated index would then differ from a rebuilt one, and a question's vector from one call to the next)."""
 
     def __init__(self, files: Callable[[str], bytes], config: dict, *, name: str, threads: int = 0,
                  what: str = "The ONNX encoder"):
@@ -243,23 +241,20 @@ class OnnxEmbedder(_LazyModel):
     def embed(
         self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
     ) -> np.ndarray:
-        """``(len(texts), dimension)`` float32 vectors, each text after its prompt (``show_progress`` is
-        ignored). Passages need a ``passage_prompt`` in the config (ValueError otherwise)."""
+        """``(len(texts), dimension)`` float32 vectors, each text after its prompt (``batch_size`` and
+        ``show_progress`` are ignored). Passages need a ``passage_prompt`` in the config (ValueError otherwise)."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a list of strings, not a single string")
         if not query and not self.embeds_passages:
             raise ValueError(f"{self._what} embeds queries only")
         session, tokens = self._get_model()
         prompt = self._config["prompt" if query else "passage_prompt"]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        step = max(1, min(batch_size, ONNX_BATCH))
         with self._encode_lock:
-            for b in range(0, len(order), step):
-                rows = order[b : b + step]
-                inputs = tokens.batch([prompt + texts[i] for i in rows])
+            for i, text in enumerate(texts):
+                inputs = tokens.batch([prompt + text])
                 hidden = session.run(["token_embeddings"], inputs)[0]
-                out[rows] = pool(hidden, inputs["attention_mask"], self._config["pooling"], self._config["normalize"])
+                out[i] = pool(hidden, inputs["attention_mask"], self._config["pooling"], self._config["normalize"])[0]
         return out
 
     @classmethod

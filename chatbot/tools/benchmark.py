@@ -6,8 +6,9 @@ are taken over those medians. F1 is the scorer of ``chatbot eval`` over the answ
 (an abstention scores 0). Cold start is a new process from launch to its first printed answer, and
 its peak RSS is that process's. Index time is the build of the corpus index with models loaded.
 
-The Haystack pipeline (``pip install '.[bench]'``) uses the same embedder (all-MiniLM-L6-v2 from the
-bundled path) and the same reader (through its ``TransformersExtractiveReader``, fp32, same window and
+The Haystack pipeline (``pip install '.[bench]'``) uses the same embedder on sentence-transformers (for the
+shipped ONNX encoder, its weights as a transformers folder: ``--haystack-embedder runs/e5-small``, with e5's
+prompts) and the same reader (through its ``TransformersExtractiveReader``, fp32, same window and
 stride), word-based splitting, an ``InMemoryDocumentStore`` and its embedding retriever.
 """
 
@@ -230,7 +231,7 @@ class Haystack:
 
     def cold_start_argv(self, question: str) -> list[str]:
         return [sys.executable, "-m", "chatbot.tools.benchmark", "haystack-first-answer", str(self.store_file), question,
-                "--reader", str(self.settings.reader)]
+                "--reader", str(self.settings.reader), "--haystack-embedder", self.bench.haystack_embedder]
 
 
 # ---------------------------------------------------------------- running and reporting
@@ -338,12 +339,14 @@ def _haystack_first_answer(argv: list[str]) -> int:
     p.add_argument("store")
     p.add_argument("question")
     p.add_argument("--reader")
+    p.add_argument("--haystack-embedder", default="")
     args = p.parse_args(argv)
     settings = Settings.from_env().with_(reader=args.reader)
     import torch
 
     torch.set_num_threads(settings.threads)
-    pipeline = _haystack_query_pipeline(InMemoryDocumentStore.load_from_disk(args.store), BenchSettings(), settings)
+    pipeline = _haystack_query_pipeline(InMemoryDocumentStore.load_from_disk(args.store),
+                                        BenchSettings(haystack_embedder=args.haystack_embedder), settings)
     print(_haystack_answer(pipeline, args.question))
     return 0
 
