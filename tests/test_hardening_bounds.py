@@ -329,8 +329,15 @@ class _FullDiskExport:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_dir / "model.onnx"))
 
 
-def test_a_query_encoder_lost_to_a_full_disk_is_said_and_added_at_the_next_start(small_index, embedder, caplog):
-    settings, before = small_index
+def test_a_query_encoder_lost_to_a_full_disk_is_said_and_added_at_the_next_start(tmp_path, caplog):
+    from chatbot.models.embedding import MINILM_EMBEDDER, Embedder
+
+    embedder = Embedder(MINILM_EMBEDDER)  # a sentence-transformers embedder: its query encoder goes into the index
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "harbour.txt").write_text("The Quendale harbour opened in 1911.\n")
+    settings = Settings(embedder=MINILM_EMBEDDER).with_(corpus_dir=corpus, index_dir=tmp_path / "index")
+    before = ensure_index(settings, embedder=embedder).manifest
     (settings.corpus_dir / "more.txt").write_text("Another article about the Quendale harbour.\n")
     # Other chunking: a full rebuild, which exports the query encoder (adding a file alone updates the index).
     settings = settings.with_(chunking=replace(settings.chunking, max_chars=settings.chunking.max_chars + 1))

@@ -40,7 +40,7 @@ def client(bot, local_servers):
 def test_health(client, bot):
     body = client.get("/health").json()
     assert body == {"status": "ok", "version": "0.1.0", "documents": 5, "chunks": len(bot.index),
-                    "embedder": "sentence-transformers/all-MiniLM-L6-v2", "reader": bot.reader.model_name_or_path}
+                    "embedder": bot.embedder.name, "reader": bot.reader.model_name_or_path}
 
 
 def test_search_matches_the_library_and_the_cli(client, bot, built_corpus, capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from chatbot.config import MULTILINGUAL_USE, Settings
-from chatbot.models.embedding import Embedder, UseEmbedder, make_embedder
+from chatbot.models.embedding import Embedder, OnnxEmbedder, UseEmbedder, make_embedder, make_multilingual_embedder
 from chatbot.errors import ModelLoadError
 from chatbot.index.store import MULTILINGUAL_FAISS_FILE, build_index, is_stale, load_index
 from chatbot.index.sync import index_fields
@@ -50,8 +50,10 @@ def test_use_vectors_are_the_packages_own_with_sentencepiece_tokenizing(use):
 
 
 def test_make_embedder_picks_the_backend_by_name():
-    assert isinstance(make_embedder(MULTILINGUAL_USE), UseEmbedder)
+    assert isinstance(make_embedder(Settings().embedder), OnnxEmbedder)  # the shipped encoder's folder
     assert isinstance(make_embedder("some/model"), Embedder)
+    assert isinstance(make_multilingual_embedder(MULTILINGUAL_USE), UseEmbedder)
+    assert isinstance(make_multilingual_embedder("some/model"), Embedder)
 
 
 def test_missing_package_says_what_to_install(monkeypatch):
@@ -86,16 +88,19 @@ def test_the_first_k_minus_one_results_are_those_without_the_multilingual_embedd
     query = "How much money has xAI already raised?"
     with_place, without = both.retrieve(query, k=3), plain.retrieve(query, k=3)
     assert [p.text for p in with_place[:2]] == [p.text for p in without[:2]]
-    assert [p.lang for p in without] == ["en"] * 3
-    assert with_place[2].text == texts[4][0]
+    assert [p.lang for p in without[:2]] == ["en"] * 2
+    assert with_place[2].text == without[2].text == texts[4][0]  # without USE, the encoder's vectors choose it
     assert with_place[2].score <= with_place[1].score
     assert [p.text for p in both.retrieve(query, k=1)] == [p.text for p in plain.retrieve(query, k=1)]
 
 
-def test_manifest_records_the_multilingual_embedder_and_a_switch_makes_the_index_stale(built_corpus, tmp_path):
-    corpus, index_dir = built_corpus
-    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir)
-    index = load_index(index_dir)
+def test_manifest_records_the_multilingual_embedder_and_a_switch_makes_the_index_stale(built_corpus, tmp_path,
+                                                                                      embedder):
+    from chatbot.index.sync import ensure_index
+
+    corpus, index_dir = built_corpus[0], tmp_path / "index"
+    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir, multilingual_embedder=MULTILINGUAL_USE)
+    index = ensure_index(settings, embedder=embedder)
     assert index.multilingual_embedder_name == MULTILINGUAL_USE and index.has_multilingual
     assert index.manifest["multilingual_dimension"] == 512 and MULTILINGUAL_FAISS_FILE in index.manifest["checksums"]
     assert is_stale(index_dir, index_fields(settings)) is None
@@ -105,13 +110,16 @@ def test_manifest_records_the_multilingual_embedder_and_a_switch_makes_the_index
 
 
 def test_retriever_refuses_another_multilingual_embedder(built_corpus, embedder):
-    index = load_index(built_corpus[1])
+    index = load_index(built_corpus[1])  # built without one
     with pytest.raises(ValueError, match="multilingual embedder"):
         HybridRetriever(index, embedder, Embedder("another/model"))
 
 
 def test_an_empty_setting_turns_cross_lingual_retrieval_off(monkeypatch, built_corpus):
+    assert Settings().multilingual_embedder == ""  # off by default: the shipped encoder is multilingual
+    monkeypatch.setenv("CHATBOT_MULTILINGUAL_EMBEDDER", MULTILINGUAL_USE)
+    assert Settings.from_env().multilingual_embedder == MULTILINGUAL_USE
     monkeypatch.setenv("CHATBOT_MULTILINGUAL_EMBEDDER", "")
     settings = Settings.from_env()
-    assert settings.multilingual_embedder == "" and Settings().multilingual_embedder == MULTILINGUAL_USE
+    assert settings.multilingual_embedder == ""
     assert index_fields(settings.with_(corpus_dir=built_corpus[0]))["multilingual_embedder"] is None

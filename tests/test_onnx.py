@@ -16,7 +16,7 @@ import pytest
 
 from chatbot.serve.cli import main
 from chatbot.config import SHIPPED_READER_DIR, Settings
-from chatbot.models.embedding import OnnxQueryEmbedder
+from chatbot.models.embedding import MINILM_EMBEDDER, Embedder, OnnxQueryEmbedder
 from chatbot.errors import ModelLoadError
 from chatbot.index.store import QUERY_ENCODER_DIR, load_index
 from chatbot.index.sync import ensure_index, query_embedder
@@ -29,6 +29,22 @@ QUESTIONS = ["Which platform is Grok integrated into?", "How much did xAI raise?
              "Сколько денег собрал Маск?", "Кто генеральный директор X?", "Where is the Colossus supercomputer?"]
 shipped_onnx = pytest.mark.skipif(not (SHIPPED_READER_DIR / ONNX_FILES["fp32"]).is_file(),
                                   reason="no model.onnx beside the shipped reader")
+
+
+# The query encoder written into the index is for sentence-transformers embedders: this module's index is built
+# with all-MiniLM-L6-v2 (the shipped ONNX encoder embeds its queries itself).
+@pytest.fixture(scope="module")
+def embedder():
+    return Embedder(MINILM_EMBEDDER)
+
+
+@pytest.fixture(scope="module")
+def built_corpus(tmp_path_factory, embedder):
+    root = tmp_path_factory.mktemp("built-st")
+    corpus = Path(shutil.copytree(Path(__file__).resolve().parents[1] / "corpus", root / "corpus"))
+    ensure_index(Settings(embedder=MINILM_EMBEDDER).with_(corpus_dir=corpus, index_dir=root / "index"),
+                 embedder=embedder)
+    return corpus, root / "index"
 
 
 def _corpus_passages() -> list[str]:
@@ -172,7 +188,7 @@ def test_index_holds_a_query_encoder_that_matches_sentence_transformers(built_co
     assert index.query_encoder == {"pooling": "mean", "normalize": True, "prompt": "", "max_length": 256,
                                    "dimension": 384}
     assert f"{QUERY_ENCODER_DIR}/model.onnx" in index.manifest["checksums"]
-    onnx = query_embedder(index, embedder, Settings())
+    onnx = query_embedder(index, embedder, Settings(embedder=MINILM_EMBEDDER))
     assert isinstance(onnx, OnnxQueryEmbedder) and onnx.name == embedder.name and onnx.dimension == 384
     queries = QUESTIONS + ["Colossus " * 400]  # longer than the 256-token limit
     cosines = (onnx.embed(queries, query=True) * embedder.embed(queries, query=True)).sum(axis=1)
@@ -190,9 +206,9 @@ def test_an_index_without_query_encoder_embeds_queries_with_sentence_transformer
     manifest["query_encoder"] = None  # built with an embedder the encoder does not reproduce
     (index_dir / "manifest.json").write_text(json.dumps(manifest))
     shutil.rmtree(index_dir / QUERY_ENCODER_DIR)
-    assert query_embedder(load_index(index_dir), embedder, Settings()) is embedder
+    assert query_embedder(load_index(index_dir), embedder, Settings(embedder=MINILM_EMBEDDER)) is embedder
     with pytest.raises(ModelLoadError, match="no ONNX query encoder"):
-        query_embedder(load_index(index_dir), embedder, Settings(query_runtime="onnx"))
+        query_embedder(load_index(index_dir), embedder, Settings(embedder=MINILM_EMBEDDER, query_runtime="onnx"))
 
 
 def _index_from_before_query_encoders(built_corpus, tmp_path) -> tuple[Path, dict]:
@@ -208,7 +224,7 @@ def _index_from_before_query_encoders(built_corpus, tmp_path) -> tuple[Path, dic
 
 def test_an_index_from_before_query_encoders_gets_one_without_re_embedding(built_corpus, embedder, tmp_path, caplog):
     index_dir, manifest = _index_from_before_query_encoders(built_corpus, tmp_path)
-    settings = Settings().with_(corpus_dir=built_corpus[0], index_dir=index_dir)
+    settings = Settings(embedder=MINILM_EMBEDDER).with_(corpus_dir=built_corpus[0], index_dir=index_dir)
 
     class NoReembedding:  # the old passages' vectors are kept: embedding them again would fail here
         name, dimension = embedder.name, embedder.dimension
@@ -238,7 +254,7 @@ def test_a_read_only_index_from_before_query_encoders_still_answers(built_corpus
         raise IndexBuildError("Adding a query encoder to the index failed (PermissionError: read-only)")
 
     monkeypatch.setattr(sync, "add_query_encoder", read_only)
-    settings = Settings().with_(corpus_dir=built_corpus[0], index_dir=index_dir)
+    settings = Settings(embedder=MINILM_EMBEDDER).with_(corpus_dir=built_corpus[0], index_dir=index_dir)
     with caplog.at_level(logging.WARNING, logger="chatbot"):
         index = ensure_index(settings, embedder=embedder)
     assert "read-only" in caplog.text and len(index) == len(load_index(built_corpus[1]))
@@ -251,15 +267,15 @@ def test_a_damaged_query_encoder_falls_back_or_fails_clearly(built_corpus, embed
     model.write_bytes(model.read_bytes()[:1000])
     index = load_index(index_dir)  # the passages and vectors are intact: the index still loads
     with caplog.at_level(logging.WARNING, logger="chatbot.models.embedding"):
-        vectors = query_embedder(index, embedder, Settings()).embed(["Where is Colossus?"], query=True)
+        vectors = query_embedder(index, embedder, Settings(embedder=MINILM_EMBEDDER)).embed(["Where is Colossus?"], query=True)
     assert vectors.tolist() == embedder.embed(["Where is Colossus?"], query=True).tolist()
     assert "embedding queries with sentence-transformers" in caplog.text and "corrupt" in caplog.text
     with pytest.raises(ModelLoadError, match="corrupt"):
-        query_embedder(index, embedder, Settings(query_runtime="onnx")).embed(["Where?"], query=True)
+        query_embedder(index, embedder, Settings(embedder=MINILM_EMBEDDER, query_runtime="onnx")).embed(["Where?"], query=True)
 
 
 def test_queries_go_to_sentence_transformers_when_asked(built_corpus, embedder):
-    assert query_embedder(load_index(built_corpus[1]), embedder, Settings(query_runtime="torch")) is embedder
+    assert query_embedder(load_index(built_corpus[1]), embedder, Settings(embedder=MINILM_EMBEDDER, query_runtime="torch")) is embedder
 
 
 def test_pooling_the_onnx_path_does_not_reproduce_keeps_sentence_transformers(embedder, tmp_path, caplog):
@@ -281,7 +297,7 @@ def test_an_embedder_without_export_builds_an_index_without_encoder(tmp_path, co
         def embed(self, texts, **kwargs):
             return embedder.embed(texts, **kwargs)
 
-    settings = Settings().with_(corpus_dir=corpus_copy, index_dir=tmp_path / "index", multilingual_embedder="")
+    settings = Settings(embedder=MINILM_EMBEDDER).with_(corpus_dir=corpus_copy, index_dir=tmp_path / "index", multilingual_embedder="")
     index = ensure_index(settings, embedder=Plain())
     assert index.query_encoder is None and not (tmp_path / "index" / QUERY_ENCODER_DIR).exists()
 
@@ -290,8 +306,9 @@ def test_an_embedder_without_export_builds_an_index_without_encoder(tmp_path, co
 
 
 @shipped_onnx
-def test_answering_through_onnx_imports_no_torch(built_corpus):
-    corpus, index_dir = built_corpus
+def test_answering_through_onnx_imports_no_torch(corpus_copy, tmp_path):
+    """The index built and the question answered by the shipped encoder and reader, in a new process."""
+    corpus, index_dir = corpus_copy, tmp_path / "index"
     script = f"""
 import sys
 from chatbot import Chatbot
@@ -311,7 +328,7 @@ print("ok", answer.text)
 
 def test_onnx_query_encoder_retrieves_the_same_passages(built_corpus, embedder):
     corpus, index_dir = built_corpus
-    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir)
+    settings = Settings(embedder=MINILM_EMBEDDER).with_(corpus_dir=corpus, index_dir=index_dir)
     index = ensure_index(settings, embedder=embedder)
     onnx = Chatbot(index, settings, query_embedder(index, embedder, settings))
     torch = Chatbot(index, settings, embedder)

@@ -157,11 +157,17 @@ def test_real_corpus_and_reader_answer_with_citation(corpus_copy, tmp_path, trai
 @pytest.mark.xfail(strict=True, reason="known misses of the shipped reader and policy, three of them web chat examples: "
                                        "under the threshold, or (Colossus) another span of the passage (“X platform”)")
 @pytest.mark.parametrize("question, expected", [("Which platform is Grok integrated into?", "X"),
-                                                ("Where is the Colossus data center?", "Memphis"),
-                                                ("Сколько денег уже собрал стартап Маска?", "12"),
+                                                ("Where is the Colossus data center?", "Memphis")])
+def test_known_misses_of_the_shipped_reader(corpus_copy, tmp_path, trained_reader, question, expected):
+    bot = Chatbot.load(index_dir=tmp_path / "index", corpus_dir=corpus_copy, settings=Settings().with_(reader=trained_reader))
+    answer = bot.ask(question)
+    assert answer.text is not None and expected in answer.text.split()
+
+
+@pytest.mark.parametrize("question, expected", [("Сколько денег уже собрал стартап Маска?", "12"),
                                                 ("Who is the technical advisor of the AI Infrastructure Partnership?",
                                                  "Nvidia")])
-def test_known_misses_of_the_shipped_reader(corpus_copy, tmp_path, trained_reader, question, expected):
+def test_web_chat_examples_the_shipped_encoder_answers(corpus_copy, tmp_path, trained_reader, question, expected):
     bot = Chatbot.load(index_dir=tmp_path / "index", corpus_dir=corpus_copy, settings=Settings().with_(reader=trained_reader))
     answer = bot.ask(question)
     assert answer.text is not None and expected in answer.text.split()

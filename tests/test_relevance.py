@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from chatbot.config import SHIPPED_RELEVANCE_ENCODER_DIR, Settings
+from chatbot.config import MULTILINGUAL_USE, SHIPPED_ENCODER_DIR, Settings
 from chatbot.errors import ModelLoadError
-from chatbot.qa.relevance import OnnxSentenceEncoder, SentenceRelevance
+from chatbot.models.embedding import OnnxEmbedder
+from chatbot.qa.relevance import SentenceRelevance
 
 RU_PASSAGE = (
     "Массовые инвестиции в инфраструктуру XAI сильно укрепит позицию стартапа Маск, который уже собрал "
@@ -18,7 +19,7 @@ EN_PASSAGE = "Oracle will build the supercomputer. The Memphis data center is ca
 
 @pytest.fixture(scope="module")
 def shipped():
-    return SentenceRelevance.load(SHIPPED_RELEVANCE_ENCODER_DIR)
+    return SentenceRelevance.load(SHIPPED_ENCODER_DIR)
 
 
 class FixedEncoder:
@@ -56,30 +57,51 @@ def test_closeness_is_the_cosine_with_the_sentence_at_each_offset():
 
 def test_a_missing_or_damaged_encoder_names_its_setting(tmp_path):
     with pytest.raises(ModelLoadError, match="CHATBOT_RELEVANCE_ENCODER"):
-        OnnxSentenceEncoder(tmp_path / "nowhere")
-    (tmp_path / "query_encoder.json").write_text((SHIPPED_RELEVANCE_ENCODER_DIR / "query_encoder.json").read_text())
+        SentenceRelevance.load(tmp_path / "nowhere")
+    (tmp_path / "query_encoder.json").write_text((SHIPPED_ENCODER_DIR / "query_encoder.json").read_text())
     (tmp_path / "model.onnx").write_bytes(b"not a model")
-    (tmp_path / "tokenizer.json").write_text((SHIPPED_RELEVANCE_ENCODER_DIR / "tokenizer.json").read_text())
-    with pytest.raises(ModelLoadError, match="sentence encoder in .* cannot be used"):
-        OnnxSentenceEncoder(tmp_path).embed(["x"])
+    (tmp_path / "tokenizer.json").write_text((SHIPPED_ENCODER_DIR / "tokenizer.json").read_text())
+    with pytest.raises(ModelLoadError, match="encoder in .* cannot be used"):
+        SentenceRelevance.load(tmp_path).closeness("x", [("Some text.", 0)])
 
 
 def test_the_relevance_encoder_setting(monkeypatch):
-    assert Settings().relevance_encoder == str(SHIPPED_RELEVANCE_ENCODER_DIR)
+    assert Settings().relevance_encoder == str(SHIPPED_ENCODER_DIR)
     monkeypatch.setenv("CHATBOT_RELEVANCE_ENCODER", "")
     assert Settings.from_env().relevance_encoder == ""
 
 
+def test_the_shipped_encoder_embeds_the_question_once_for_retrieval_and_closeness(built_corpus, embedder,
+                                                                                tiny_reader_dir):
+    from chatbot.index.sync import ensure_index
+    from chatbot.models.reader import Reader
+    from chatbot.qa.chatbot import Chatbot
+
+    corpus, index_dir = built_corpus
+    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir)
+    bot = Chatbot(ensure_index(settings, embedder=embedder), settings, embedder, Reader(tiny_reader_dir))
+    assert bot.relevance.encoder is bot.query_vectors
+    calls = []
+    real = embedder.embed
+    embedder.embed = lambda texts, **kw: calls.append(list(texts)) or real(texts, **kw)
+    try:
+        bot.ask("Where is the Colossus data center?")
+    finally:
+        del embedder.embed
+    assert sum(t == "Where is the Colossus data center?" for call in calls for t in call) == 1
+
+
 def test_without_an_encoder_of_its_own_the_multilingual_embedder_measures_closeness(built_corpus, embedder,
-                                                                                    tiny_reader_dir):
+                                                                                    tiny_reader_dir, tmp_path):
     from chatbot.index.sync import ensure_index
     from chatbot.qa.chatbot import Chatbot
     from chatbot.models.reader import Reader
 
     corpus, index_dir = built_corpus
-    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir, relevance_encoder="")
+    settings = Settings().with_(corpus_dir=corpus, index_dir=tmp_path / "index", relevance_encoder="",
+                                multilingual_embedder=MULTILINGUAL_USE)
     bot = Chatbot(ensure_index(settings, embedder=embedder), settings, embedder, Reader(tiny_reader_dir))
-    assert bot.relevance.encoder.name == bot.retriever.multilingual.name
+    assert bot.relevance.encoder.name == bot.retriever.multilingual.name == MULTILINGUAL_USE
 
 
 def test_export_encoder_writes_an_encoder_that_embeds_as_sentence_transformers_does(tiny_reader_dir, tmp_path):
@@ -88,13 +110,19 @@ def test_export_encoder_writes_an_encoder_that_embeds_as_sentence_transformers_d
     from sentence_transformers.base.modules.transformer import Transformer
     from sentence_transformers.sentence_transformer.modules.pooling import Pooling
 
-    from chatbot.models.export import export_sentence_encoder
+    from chatbot.models.embedding import is_onnx_encoder_folder, make_embedder
+    from chatbot.models.export import export_encoder
 
-    config = export_sentence_encoder(tiny_reader_dir, tmp_path / "encoder")
-    assert config["prompt"] == "query: " and config["pooling"] == "mean" and config["normalize"]
     texts = ["Where is Colossus?", "The Memphis data center is called Colossus, and it runs Grok."]
-    onnx = OnnxSentenceEncoder(tmp_path / "encoder").embed(texts)
     transformer = Transformer(str(tiny_reader_dir))
     reference = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean"),
-                                             Normalize()], device="cpu").encode(["query: " + t for t in texts])
-    assert onnx.shape == reference.shape and np.allclose(onnx, reference, atol=2e-3)
+                                             Normalize()], device="cpu")
+    for int8, tolerance in ((False, 2e-3), (True, 0.05)):
+        out = tmp_path / f"encoder-{int8}"
+        config = export_encoder(tiny_reader_dir, out, int8=int8)
+        assert config["prompt"] == "query: " and config["passage_prompt"] == "passage: " and config["normalize"]
+        assert is_onnx_encoder_folder(str(out)) and isinstance(make_embedder(str(out)), OnnxEmbedder)
+        for query, prompt in ((True, "query: "), (False, "passage: ")):
+            onnx = make_embedder(str(out)).embed(texts, query=query)
+            expected = reference.encode([prompt + t for t in texts])
+            assert onnx.shape == expected.shape and np.allclose(onnx, expected, atol=tolerance)

@@ -13,7 +13,8 @@ from ..config import Settings
 from ..errors import IndexBuildError, IndexLoadError, ModelLoadError
 from ..ingest.chunking import chunk_corpus
 from ..ingest.corpus import METADATA_FILE, SkippedFile, document_files, file_sha256, load_corpus, source_name
-from ..models.embedding import Embedder, OnnxQueryEmbedder, TextEmbedder, make_embedder
+from ..models.embedding import (OnnxEmbedder, OnnxQueryEmbedder, TextEmbedder, make_embedder,
+                                make_multilingual_embedder)
 from ..models.onnx_runtime import check_runtime, onnxruntime_available
 from ..types import Document, Passage
 from .search import PassageStore
@@ -86,12 +87,12 @@ def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbed
     Each skipped file is logged once, when it is first seen.
     """
     fields = index_fields(settings)
-    embedder = embedder or Embedder(settings.embedder, threads=settings.threads)
+    embedder = embedder or make_embedder(settings.embedder, settings.threads)
     if settings.store:
         from .milvus import sync_store
 
         if multilingual is None and settings.multilingual_embedder:
-            multilingual = make_embedder(settings.multilingual_embedder)
+            multilingual = make_multilingual_embedder(settings.multilingual_embedder)
         return sync_store(settings, fields, embedder, multilingual, on_progress)
     recover(settings.index_dir)  # a build killed half-way leaves the previous index in place
     reason = is_stale(settings.index_dir, {k: v for k, v in fields.items() if k != "files"})
@@ -118,7 +119,7 @@ def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbed
     extra = {k: v for k, v in fields.items() if k not in ("embedder", "multilingual_embedder")}
     extra["skipped"] = {s.source: s.reason for s in skipped}
     if multilingual is None and settings.multilingual_embedder:
-        multilingual = make_embedder(settings.multilingual_embedder)
+        multilingual = make_multilingual_embedder(settings.multilingual_embedder)
     return build_index(passages, embedder, settings.index_dir, extra, multilingual=multilingual,
                        documents=[document_record(d, passages) for d in docs], show_progress=progress,
                        vector_index=settings.vector_index)
@@ -140,7 +141,7 @@ def _update(index: VectorIndex, settings: Settings, fields: dict, embedder: Text
     extra = {k: v for k, v in fields.items() if k not in ("embedder", "multilingual_embedder")}
     extra["skipped"] = dict(sorted((skipped_before | {s.source: s.reason for s in skipped}).items()))
     if multilingual is None and index.multilingual_embedder_name:
-        multilingual = make_embedder(index.multilingual_embedder_name)
+        multilingual = make_multilingual_embedder(index.multilingual_embedder_name)
     return update_index(settings.index_dir, embedder, remove=changed | removed, passages=passages,
                         documents=[document_record(d, passages) for d in docs], multilingual=multilingual,
                         manifest_extra=extra, progress=on_progress, vector_index=settings.vector_index)
@@ -160,9 +161,10 @@ def _with_query_encoder(index: VectorIndex, embedder: TextEmbedder) -> VectorInd
 def query_embedder(index: VectorIndex, embedder: TextEmbedder, settings: Settings) -> TextEmbedder:
     """What embeds queries: an :class:`OnnxQueryEmbedder` over the index's query encoder (passages
     still go to ``embedder``), or ``embedder`` itself, as ``settings.query_runtime`` asks ("auto":
-    the encoder when the index has one and onnxruntime imports)."""
+    the encoder when the index has one and onnxruntime imports). An ONNX embedder (the shipped
+    encoder) embeds its queries itself: the index keeps no copy of it."""
     runtime = check_runtime(settings.query_runtime)
-    if runtime == "torch":
+    if runtime == "torch" or isinstance(embedder, OnnxEmbedder):
         return embedder
     problem = None
     if index.query_encoder is None:

