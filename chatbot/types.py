@@ -110,6 +110,19 @@ class Candidate:
                 "features": {k: round(v, 4) for k, v in self.features.items()}}
 
 
+@dataclass(frozen=True)
+class ReadingWindow:
+    """A stretch of a retrieved passage that the reader reads: ``passage.text[start:end]``."""
+
+    passage: RetrievedPassage
+    start: int
+    end: int
+
+    @property
+    def text(self) -> str:
+        return self.passage.text[self.start:self.end]
+
+
 @dataclass
 class Question:
     """A question made ready to answer: cleaned, its follow-up resolved into the query that is

@@ -6,6 +6,14 @@ import pytest
 from chatbot.models.embedding import make_embedder
 
 ROOT = Path(__file__).resolve().parents[1]
+# Fixtures that load the shipped trained reader: a test that uses one is marked ``shipped_weights``.
+SHIPPED_WEIGHT_FIXTURES = {"trained_reader", "real_bot"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SHIPPED_WEIGHT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shipped_weights)
 
 
 def patch_embedder(monkeypatch, embedder) -> None:

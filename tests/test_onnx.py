@@ -27,8 +27,12 @@ from chatbot.models.tokenization import WordPieces
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ["Which platform is Grok integrated into?", "How much did xAI raise?", "Who is the CEO of X?",
              "Сколько денег собрал Маск?", "Кто генеральный директор X?", "Where is the Colossus supercomputer?"]
-shipped_onnx = pytest.mark.skipif(not (SHIPPED_READER_DIR / ONNX_FILES["fp32"]).is_file(),
-                                  reason="no model.onnx beside the shipped reader")
+_no_onnx = pytest.mark.skipif(not (SHIPPED_READER_DIR / ONNX_FILES["fp32"]).is_file(),
+                              reason="no model.onnx beside the shipped reader")
+
+
+def shipped_onnx(test):
+    return pytest.mark.shipped_weights(_no_onnx(test))
 
 
 # The query encoder written into the index is for sentence-transformers embedders: this module's index is built

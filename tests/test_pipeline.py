@@ -1,6 +1,7 @@
 """End to end: index building and staleness, answers with exact citations, abstention, validation."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -213,3 +214,76 @@ def test_candidate_answers_have_balanced_brackets(passage, answer, expected):
     start = passage.index(answer)
     a, e = balanced(passage, start, start + len(answer))
     assert passage[a:e] == expected
+
+
+class KeywordEncoder:
+    """A text's vector says whether it names Memphis: the question and the Memphis sentences coincide."""
+
+    name, dimension = "keyword", 2
+
+    def embed(self, texts, *, query=False, batch_size=32, show_progress=False):
+        import numpy as np
+
+        return np.array([(1.0, 0.0) if "Memphis" in t else (0.0, 1.0) for t in texts], dtype=np.float32)
+
+
+def _passage(text: str, rank: int) -> RetrievedPassage:
+    return RetrievedPassage(text=text, source=f"{rank}.txt", title="t", start=0, end=len(text), lang="en", rank=rank)
+
+
+def test_the_reader_reads_windows_around_the_sentences_closest_to_the_question(make_bot, monkeypatch):
+    from chatbot.qa.relevance import SentenceRelevance
+    from chatbot.types import Question
+
+    sentences = ["Oracle builds it.", "The site is in Memphis.", "It holds GPUs.", "Power is scarce.",
+                 "Turbines run on gas.", "Memphis residents object.", "A court will decide."]
+    first, second = _passage(" ".join(sentences), 0), _passage("Nothing here. Memphis again.", 1)
+    bot = make_bot(**PERMISSIVE, read_sentences=2, window_context=1)
+    bot.relevance = SentenceRelevance(KeywordEncoder())
+    question = Question(text="Where is Memphis?", searched_for="Where is Memphis?", language="en")
+    windows = bot.windows(question, [first, second])
+    # The first two Memphis sentences in ranking order, each with one sentence either side; the third is not read.
+    assert [(w.passage.source, w.text) for w in windows] == [
+        ("0.txt", " ".join(sentences[0:3])), ("0.txt", " ".join(sentences[4:7]))]
+    assert all(w.passage.text[w.start:w.end] == w.text for w in windows)
+    # Windows that meet are read as one.
+    bot.settings = bot.settings.with_(window_context=2)
+    assert [w.text for w in bot.windows(question, [first, second])] == [first.text]
+    # Candidates found in a window are offsets into their passage, as if the passage had been read whole.
+    read = []
+    real_read = bot.reader.read
+    monkeypatch.setattr(bot.reader, "read", lambda q, texts, top_k: read.append(texts) or real_read(q, texts, top_k))
+    candidates = bot.read(question, [first, second])
+    assert read == [[first.text]] and candidates
+    assert all(c.passage.text[c.start:c.end] == c.text for c in candidates)
+    # 0 reads every passage whole, as does a bot with no sentence encoder.
+    bot.settings = bot.settings.with_(read_sentences=0)
+    assert [w.text for w in bot.windows(question, [first, second])] == [first.text, second.text]
+    bot.settings, bot.relevance = bot.settings.with_(read_sentences=2), None
+    assert [w.text for w in bot.windows(question, [first, second])] == [first.text, second.text]
+
+
+def test_reading_windows_answers_as_reading_whole_passages_does_on_the_tuning_set(trained_reader, corpus_copy,
+                                                                                   tmp_path):
+    """Reading windows (``read_sentences``, a speed setting) is not exact, the reader sees less context: on the
+    tuning set, with the shipped policy, it must answer about as well as reading every passage whole (the
+    default), and mostly with the same answers."""
+    from chatbot.tools.evaluation import load_questions, run
+
+    settings = Settings().with_(reader=trained_reader, corpus_dir=corpus_copy, index_dir=tmp_path / "index")
+    bot = Chatbot.load(settings=settings, progress=False)
+    bot.warm_up()
+    rows = load_questions(Path(__file__).resolve().parents[1] / "evals" / "questions.jsonl")
+    reports, answers = {}, {}
+    assert settings.read_sentences == 0  # the default reads passages whole
+    for name, reading in (("windows", settings.with_(read_sentences=3, window_context=2)), ("whole", settings)):
+        bot.settings = reading
+        with open(tmp_path / f"{name}.jsonl", "w", encoding="utf-8") as predictions:
+            reports[name] = run(bot, rows, predictions=predictions, progress=False)["overall"]
+        answers[name] = [json.loads(line)["answer"] for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+    windows, whole = reports["windows"], reports["whole"]
+    assert windows["f1"] >= whole["f1"] - 1.0
+    assert windows["citation_accuracy"] >= whole["citation_accuracy"] - 1.0
+    assert windows["abstention_recall"] >= whole["abstention_recall"]
+    same = sum(a == b for a, b in zip(answers["windows"], answers["whole"]))
+    assert same >= 0.85 * len(rows)

@@ -138,9 +138,13 @@ def test_missing_model_says_what_to_do(tmp_path):
         Reader(tmp_path / "does-not-exist").load()
 
 
-shipped = pytest.mark.skipif(
+_untrained = pytest.mark.skipif(
     not (SHIPPED_READER_DIR / "config.json").is_file(), reason=f"the trained reader is not in {SHIPPED_READER_DIR}"
 )
+
+
+def shipped(test):
+    return pytest.mark.shipped_weights(_untrained(test))
 
 
 @shipped

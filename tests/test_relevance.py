@@ -126,3 +126,10 @@ def test_export_encoder_writes_an_encoder_that_embeds_as_sentence_transformers_d
             onnx = make_embedder(str(out)).embed(texts, query=query)
             expected = reference.encode([prompt + t for t in texts])
             assert onnx.shape == expected.shape and np.allclose(onnx, expected, atol=tolerance)
+
+
+def test_cosines_are_those_of_whole_sentences_with_the_question():
+    question, near, far = "Where is it?", "It is in Memphis.", "Nothing here."
+    relevance = SentenceRelevance(FixedEncoder({question: (1.0, 0.0), near: (0.6, 0.8), far: (0.0, 1.0)}))
+    assert relevance.cosines(question, [far, near]) == pytest.approx([0.0, 0.6])
+    assert relevance.cosines(question, []) == []

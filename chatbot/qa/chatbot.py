@@ -24,10 +24,11 @@ from ..config import SHIPPED_READER_DIR, Settings
 from ..errors import ChatbotError
 from ..index.store import VectorIndex
 from ..index.sync import corpus_signature, ensure_index, query_embedder
+from ..ingest.chunking import split_sentences
 from ..ingest.corpus import detect_language
 from ..models.embedding import TextEmbedder, cached, make_embedder
 from ..models.reader import Reader
-from ..types import Answer, Candidate, Citation, Explanation, Question, RetrievedPassage
+from ..types import Answer, Candidate, Citation, Explanation, Question, ReadingWindow, RetrievedPassage
 from .conversation import clarification, resolve_followup
 from .policy import POLICY_FILE, AnswerPolicy, candidate_features, policy_for
 from .questions import clean_history, clean_question, clip
@@ -223,19 +224,43 @@ class Chatbot(Retriever):
                         clarification=clarification(text, history, answers))
 
     def read(self, question: Question, passages: list[RetrievedPassage]) -> list[Candidate]:
-        """Step 3: the reader's best spans over all the retrieved passages (each read whole, in one call),
-        brackets paired (:func:`balanced`), with the features the policy judges them by."""
-        spans = self.reader.read(question.searched_for, [p.text for p in passages], top_k=self.settings.reader_top_k)
+        """Step 3: the reader's best spans over the retrieved passages (:meth:`windows`: each whole by
+        default, all in one call), brackets paired (:func:`balanced`), with the features the policy judges them by."""
+        windows = self.windows(question, passages)
+        spans = self.reader.read(question.searched_for, [w.text for w in windows], top_k=self.settings.reader_top_k)
         candidates = []
         for span in spans:
-            passage = passages[span.text_index]
-            start, end = balanced(passage.text, span.start, span.end)
+            window = windows[span.text_index]
+            passage = window.passage
+            start, end = balanced(passage.text, window.start + span.start, window.start + span.end)
             candidates.append(Candidate(text=passage.text[start:end], start=start, end=end, passage=passage,
                                         reader_probability=span.score))
         closeness = (self.relevance.closeness(question.searched_for, [(c.passage.text, c.start) for c in candidates])
                      if self.relevance is not None else [0.0] * len(candidates))
         candidate_features(candidates, closeness, question.searched_for, question.language)
         return candidates
+
+    def windows(self, question: Question, passages: list[RetrievedPassage]) -> list[ReadingWindow]:
+        """What the reader reads: every passage whole when ``read_sentences`` is 0 (the default) or there is
+        no sentence encoder; else the ``read_sentences`` sentences of ``passages`` closest to the question (by
+        the encoder's cosine), each with ``window_context`` sentences either side, windows that meet in one
+        passage merged.
+
+        Windows are a speed setting, not exact: the reader sees less context, and on the policy's fitting
+        questions they answered fewer right than whole passages (evals/README.md, "Reading windows")."""
+        n, context = self.settings.read_sentences, self.settings.window_context
+        if n <= 0 or self.relevance is None:
+            return [ReadingWindow(p, 0, len(p.text)) for p in passages]
+        spans = [split_sentences(p.text) for p in passages]
+        sentences = [(i, j) for i, passage_spans in enumerate(spans) for j in range(len(passage_spans))]
+        cosines = self.relevance.cosines(question.searched_for,
+                                         [passages[i].text[slice(*spans[i][j])] for i, j in sentences])
+        chosen: dict[int, list[tuple[int, int]]] = {}
+        for s in sorted(range(len(sentences)), key=lambda s: -cosines[s])[:n]:
+            i, j = sentences[s]
+            first, last = max(0, j - context), min(len(spans[i]) - 1, j + context)
+            chosen.setdefault(i, []).append((spans[i][first][0], spans[i][last][1]))
+        return [ReadingWindow(passages[i], start, end) for i in sorted(chosen) for start, end in _merged(chosen[i])]
 
     def decide(self, question: Question, candidates: list[Candidate]) -> tuple[list[Candidate], Candidate | None]:
         """Step 4: the candidates ranked by the policy's probability that they are right, and the answer:
@@ -352,6 +377,17 @@ def balanced(text: str, start: int, end: int) -> tuple[int, int]:
     if new_start >= new_end:
         return start, end
     return new_start, new_end
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` sorted, those that overlap or touch joined."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
 
 
 def _words(text: str) -> set[str]:

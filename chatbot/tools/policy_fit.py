@@ -152,8 +152,9 @@ def calibration(picks: list[dict], threshold: float) -> dict:
 # ---------------------------------------------------------------- candidates
 
 
-def _reader_digest(reader_dir: Path) -> str:
-    h = hashlib.sha256()
+def _candidates_digest(reader_dir: Path, settings: Settings) -> str:
+    """What the cached candidates depend on: the reader's weights and what of each passage it reads."""
+    h = hashlib.sha256(f"windows:{settings.read_sentences}:{settings.window_context}".encode())
     for name in ("model_int8.onnx", "model.onnx", "model.safetensors"):
         f = Path(reader_dir) / name
         if f.is_file():
@@ -237,7 +238,7 @@ def collect_candidates(cfg: FitConfig, cache: Path) -> list[dict]:
 
 def fit_policy(cfg: FitConfig) -> AnswerPolicy:
     """Collect (or with ``refit``, reload) the candidates, fit, choose the threshold, write the policy."""
-    cache = CACHE_DIR / f"candidates-{_reader_digest(cfg.reader)}.jsonl"
+    cache = CACHE_DIR / f"candidates-{_candidates_digest(cfg.reader, Settings.from_env())}.jsonl"
     if cfg.refit and cache.is_file():
         rows = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines()]
     else:
@@ -261,6 +262,8 @@ def fit_policy(cfg: FitConfig) -> AnswerPolicy:
         "precision_target": cfg.precision,
         "abstention_target": cfg.abstention,
         "l2": cfg.l2,
+        "reading": {"read_sentences": Settings.from_env().read_sentences,
+                    "window_context": Settings.from_env().window_context},
         "out_of_fold": figures,
         "config": {k: str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, list) else v
                    for k, v in asdict(cfg).items()},
