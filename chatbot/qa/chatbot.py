@@ -3,9 +3,10 @@
 ``Chatbot.load`` makes sure the on-disk index matches the corpus and settings
 (rebuilding it when a file, the embedder or the chunking changed); models load
 lazily, once. ``Chatbot.ask`` takes five steps: prepare the question (follow-ups
-resolved), retrieve ``k`` passages, read them all with the one reader, rank the
-candidates by the answer policy's probability that they are right and decide
-(abstain under its threshold), build the answer with its citations.
+resolved), retrieve ``k`` passages, read them with the one reader (whole, or windows
+around their sentences closest to the question), rank the candidates by the answer
+policy's probability that they are right and decide (abstain under its threshold),
+build the answer with its citations.
 ``Retriever`` is the retrieval half alone (``load`` and ``search``), for programs
 that want cited passages without the reader.
 """
