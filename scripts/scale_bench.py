@@ -144,11 +144,11 @@ def open_milvus(vectors: np.ndarray, passages: list[Passage], uri: str):
     from chatbot.index.milvus import MilvusStore, _connect
 
     store = MilvusStore(_connect(uri), "scalebench", uri)
-    store.create(DIM, None)
+    store.create(DIM)
     for a in range(0, len(passages), CHUNKS_PER_DOCUMENT):
         source = passages[a].source
         store.replace_document(source, f"{a:064x}", {"chunks": CHUNKS_PER_DOCUMENT}, "", passages[a:a + CHUNKS_PER_DOCUMENT],
-                               {"dense": vectors[a:a + CHUNKS_PER_DOCUMENT]})
+                               vectors[a:a + CHUNKS_PER_DOCUMENT])
     store._client.flush(store._chunks)
     return store, uri
 

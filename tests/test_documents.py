@@ -161,7 +161,7 @@ class CountingEmbedder:
 
 
 def settings_for(root):
-    return Settings().with_(corpus_dir=root / "corpus", index_dir=root / "index", multilingual_embedder="")
+    return Settings().with_(corpus_dir=root / "corpus", index_dir=root / "index")
 
 
 def assert_same_index(a, b):
@@ -169,7 +169,7 @@ def assert_same_index(a, b):
     assert a.documents == b.documents
     assert a.manifest["files"] == b.manifest["files"] and a.manifest["skipped"] == b.manifest["skipped"]
     n = len(a)
-    np.testing.assert_allclose(a.vectors().reconstruct_n(0, n), b.vectors().reconstruct_n(0, n), atol=1e-5)
+    np.testing.assert_allclose(a.vectors.reconstruct_n(0, n), b.vectors.reconstruct_n(0, n), atol=1e-5)
 
 
 def test_adding_and_removing_a_document_embeds_only_it_and_equals_a_full_rebuild(tmp_path, embedder):

@@ -154,8 +154,7 @@ def test_the_retriever_and_the_sentence_relevance_share_one_cache(tmp_path):
     assert cached(cached(inner)) is not inner and isinstance(cached(inner), CachingEmbedder)
     once = cached(inner)
     assert cached(once) is once
-    index = SimpleNamespace(passages=[Passage("Grok runs on X.", "a.txt", "A", 0, 15)], has_multilingual=False,
-                            embedder_name="counting", multilingual_embedder_name=None)
+    index = SimpleNamespace(passages=[Passage("Grok runs on X.", "a.txt", "A", 0, 15)], embedder_name="counting")
     retriever = HybridRetriever(index, once)
     relevance = SentenceRelevance(once)
     retriever._embedder.embed(["Where does Grok run?"], query=True)

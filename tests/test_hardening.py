@@ -165,13 +165,12 @@ HTML_PAGE = ("<html><head><title>Page</title><script>var tracking = 'pixel';</sc
 
 
 @pytest.fixture
-def no_multilingual(monkeypatch, embedder):
-    """CLI runs use the session's embedder and no second, multilingual one (faster builds)."""
+def session_embedder(monkeypatch, embedder):
+    """CLI runs use the session's embedder (loaded once)."""
     patch_embedder(monkeypatch, embedder)
-    monkeypatch.setenv("CHATBOT_MULTILINGUAL_EMBEDDER", "")
 
 
-def test_dropped_files_are_indexed_or_skipped_with_named_reasons(tmp_path, no_multilingual, caplog, capsys):
+def test_dropped_files_are_indexed_or_skipped_with_named_reasons(tmp_path, session_embedder, caplog, capsys):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "article.txt").write_text(ARTICLE, encoding="utf-8")
@@ -213,7 +212,7 @@ def test_dropped_files_are_indexed_or_skipped_with_named_reasons(tmp_path, no_mu
 
 
 @pytest.fixture
-def small_index(tmp_path, no_multilingual, embedder):
+def small_index(tmp_path, session_embedder, embedder):
     """``(settings, manifest)``: a one-article corpus and its freshly built index."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -355,20 +354,17 @@ def test_broken_reader_names_what_to_set(broken_readers, argv_tail, capsys, whic
     assert "CHATBOT_READER" in err or "pip install ." in err
 
 
-@pytest.mark.parametrize("variable", ["CHATBOT_EMBEDDER", "CHATBOT_MULTILINGUAL_EMBEDDER"])
 @pytest.mark.parametrize("state", ["missing", "broken"])
-def test_broken_embedder_names_its_variable(tmp_path, built_corpus, embedder, monkeypatch, capsys, variable, state):
+def test_broken_embedder_names_its_variable(tmp_path, built_corpus, monkeypatch, capsys, state):
     model = tmp_path / "model"
     if state == "broken":
         model.mkdir()
         (model / "config.json").write_text("{not json")
-    monkeypatch.setenv(variable, str(model))
-    if variable != "CHATBOT_EMBEDDER":
-        patch_embedder(monkeypatch, embedder)
+    monkeypatch.setenv("CHATBOT_EMBEDDER", str(model))
     assert main(["index", "--corpus", str(built_corpus[0]), "--index", str(tmp_path / "index")]) == 2
     err = capsys.readouterr().err
     (err,) = _error_lines(err)
-    assert str(model) in err and f"{variable} to" in err
+    assert str(model) in err and "CHATBOT_EMBEDDER to" in err
 
 
 # ---------------------------------------------------------------- servers: bounds, paths, addresses

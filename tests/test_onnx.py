@@ -301,7 +301,7 @@ def test_an_embedder_without_export_builds_an_index_without_encoder(tmp_path, co
         def embed(self, texts, **kwargs):
             return embedder.embed(texts, **kwargs)
 
-    settings = Settings(embedder=MINILM_EMBEDDER).with_(corpus_dir=corpus_copy, index_dir=tmp_path / "index", multilingual_embedder="")
+    settings = Settings(embedder=MINILM_EMBEDDER).with_(corpus_dir=corpus_copy, index_dir=tmp_path / "index")
     index = ensure_index(settings, embedder=Plain())
     assert index.query_encoder is None and not (tmp_path / "index" / QUERY_ENCODER_DIR).exists()
 

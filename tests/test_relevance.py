@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from chatbot.config import MULTILINGUAL_USE, SHIPPED_ENCODER_DIR, Settings
+from chatbot.config import SHIPPED_ENCODER_DIR, Settings
 from chatbot.errors import ModelLoadError
 from chatbot.models.embedding import OnnxEmbedder
 from chatbot.qa.relevance import SentenceRelevance
@@ -91,17 +91,22 @@ def test_the_shipped_encoder_embeds_the_question_once_for_retrieval_and_closenes
     assert sum(t == "Where is the Colossus data center?" for call in calls for t in call) == 1
 
 
-def test_without_an_encoder_of_its_own_the_multilingual_embedder_measures_closeness(built_corpus, embedder,
-                                                                                    tiny_reader_dir, tmp_path):
+def test_without_a_sentence_encoder_every_closeness_is_0_and_passages_are_read_whole(built_corpus, embedder,
+                                                                                     tiny_reader_dir):
     from chatbot.index.sync import ensure_index
     from chatbot.qa.chatbot import Chatbot
     from chatbot.models.reader import Reader
 
     corpus, index_dir = built_corpus
-    settings = Settings().with_(corpus_dir=corpus, index_dir=tmp_path / "index", relevance_encoder="",
-                                multilingual_embedder=MULTILINGUAL_USE)
+    settings = Settings().with_(corpus_dir=corpus, index_dir=index_dir, relevance_encoder="", read_sentences=3)
     bot = Chatbot(ensure_index(settings, embedder=embedder), settings, embedder, Reader(tiny_reader_dir))
-    assert bot.relevance.encoder.name == bot.retriever.multilingual.name == MULTILINGUAL_USE
+    assert bot.relevance is None
+    answer = bot.ask("Where is the Colossus data center?", explain=True)
+    assert answer.explanation.candidates
+    assert all(c.features["closeness"] == 0.0 for c in answer.explanation.candidates)
+    passages = bot.retriever.retrieve("Where is the Colossus data center?")
+    assert [(w.start, w.end) for w in bot.windows(bot.prepare("Where is the Colossus data center?"), passages)] == [
+        (0, len(p.text)) for p in passages]
 
 
 def test_export_encoder_writes_an_encoder_that_embeds_as_sentence_transformers_does(tiny_reader_dir, tmp_path):

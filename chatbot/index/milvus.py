@@ -6,10 +6,10 @@ Two collections, named from ``settings.store_collection`` (default ``chatbot``):
     chatbot_chunks     one row per passage: text, source, title, start, end, lang, page, the version of
                        its document (its file's sha256), its BM25 terms (``terms``, :func:`~chatbot.index.search.tokenize`'s
                        output, analysed by Milvus's standard analyzer into the ``sparse`` field by Milvus's
-                       BM25 function) and its vectors (``dense``, and ``multilingual`` when configured)
+                       BM25 function) and its vector (``dense``)
     chatbot_documents  one row per indexed document (source, sha256 of its file, its record:
                        title, lang, pages, page starts, chunks, metadata), and the row ``.`` holding the
-                       store's manifest (embedders, chunking, corpus files, skipped files)
+                       store's manifest (embedder, chunking, corpus files, skipped files)
     chatbot_texts      the text each document's offsets index (for PDF, DOCX and HTML the extracted
                        text), in pieces of at most 16,000 characters (Milvus caps a field at 64 KiB)
 
@@ -42,7 +42,7 @@ from ..models.embedding import TextEmbedder
 from ..types import Passage
 from .search import BM25_B, BM25_K1, RRF_K, keyword_text, tokenize
 from .store import embed_passages
-from .sync import document_record
+from .sync import document_record, made_with_retired_embedder
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +122,6 @@ class MilvusStore:
     def embedder_name(self) -> str:
         return self.manifest["embedder"]
 
-    @property
-    def multilingual_embedder_name(self) -> str | None:
-        return self.manifest.get("multilingual_embedder")
-
-    @property
-    def has_multilingual(self) -> bool:
-        return bool(self.multilingual_embedder_name)
-
     def _document_rows(self) -> list[dict]:
         if not self._exists():
             return []
@@ -176,12 +168,12 @@ class MilvusStore:
         rows = {r["id"]: r for r in self._client.get(self._chunks, ids=list(chunk_ids), output_fields=_PASSAGE_FIELDS)}
         return [_passage(rows[i]) for i in chunk_ids]
 
-    def dense_search(self, query_vec: np.ndarray, k: int, *, field: str = "dense",
+    def dense_search(self, query_vec: np.ndarray, k: int, *,
                      languages: Collection[str] | None = None) -> list[tuple[int, float]]:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         filter_ = _in("lang", sorted(languages)) if languages is not None else ""
-        hits = self._client.search(self._chunks, data=[_vector(query_vec)], anns_field=field, limit=k,
+        hits = self._client.search(self._chunks, data=[_vector(query_vec)], anns_field="dense", limit=k,
                                    filter=filter_, search_params={"metric_type": "IP"}, output_fields=[])
         return [(int(h["id"]), float(h["distance"])) for h in hits[0]]
 
@@ -216,16 +208,16 @@ class MilvusStore:
         hits = self._client.hybrid_search(self._chunks, requests, RRFRanker(RRF_K), limit=k, output_fields=[])
         return [(int(h["id"]), float(h["distance"])) for h in hits[0]]
 
-    def similarity(self, query_vec: np.ndarray, chunk_ids: Sequence[int], *, field: str = "dense") -> np.ndarray:
+    def similarity(self, query_vec: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
         if not len(chunk_ids):
             return np.zeros(0, dtype=np.float32)
-        rows = {r["id"]: r[field] for r in self._client.get(self._chunks, ids=list(chunk_ids), output_fields=[field])}
+        rows = {r["id"]: r["dense"] for r in self._client.get(self._chunks, ids=list(chunk_ids), output_fields=["dense"])}
         vectors = np.array([rows[i] for i in chunk_ids], dtype=np.float32)
         return vectors @ np.asarray(query_vec, dtype=np.float32).reshape(-1)
 
     # Writing
 
-    def create(self, dimension: int, multilingual_dimension: int | None) -> None:
+    def create(self, dimension: int) -> None:
         """Drop and create both collections, empty."""
         from pymilvus import DataType, Function, FunctionType, MilvusClient
 
@@ -245,15 +237,12 @@ class MilvusStore:
         schema.add_field("terms", DataType.VARCHAR, max_length=65535, enable_analyzer=True)
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dimension)
-        if multilingual_dimension:
-            schema.add_field("multilingual", DataType.FLOAT_VECTOR, dim=multilingual_dimension)
         schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["terms"],
                                      output_field_names=["sparse"]))
         indexes = self._client.prepare_index_params()
         indexes.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
                           params={"bm25_k1": BM25_K1, "bm25_b": BM25_B})
-        for field in ("dense", "multilingual") if multilingual_dimension else ("dense",):
-            indexes.add_index(field_name=field, index_type="AUTOINDEX", metric_type="IP")
+        indexes.add_index(field_name="dense", index_type="AUTOINDEX", metric_type="IP")
         with _quiet_grpc_server():
             self._client.create_collection(self._chunks, schema=schema, index_params=indexes)
 
@@ -280,8 +269,8 @@ class MilvusStore:
             self._client.load_collection(name)
 
     def replace_document(self, source: str, sha256: str, record: dict, text: str, passages: Sequence[Passage],
-                         vectors: dict[str, np.ndarray]) -> None:
-        """Put ``source``'s record, ``text`` and passages (with their ``vectors`` by field) in place of its old
+                         vectors: np.ndarray) -> None:
+        """Put ``source``'s record, ``text`` and passages (with their ``vectors``, one row each) in place of its old
         ones; ``sha256`` (its file's) is the version of the new rows."""
         version = sha256
         pieces = [{"id": _row_id("text", source, version, n), "source": source, "version": version, "part": n,
@@ -292,7 +281,7 @@ class MilvusStore:
         rows = [{"id": _row_id("chunk", source, version, n), "text": p.text, "source": p.source,
                  "title": p.title[:_MAX_TITLE_CHARS], "start": p.start, "end": p.end, "lang": p.lang,
                  "page": p.page, "version": version, "terms": " ".join(tokenize(keyword_text(p))) or "_",
-                 **{field: _vector(v[n]) for field, v in vectors.items()}}
+                 "dense": _vector(vectors[n])}
                 for n, p in enumerate(passages)]
         for start in range(0, len(rows), _QUERY_BATCH):
             self._client.upsert(self._chunks, rows[start:start + _QUERY_BATCH])
@@ -354,14 +343,14 @@ def _passage(row: dict) -> Passage:
     return Passage(**{k: row[k] for k in _PASSAGE_FIELDS})
 
 
-def sync_store(settings: Settings, fields: dict, embedder: TextEmbedder, multilingual: TextEmbedder | None,
+def sync_store(settings: Settings, fields: dict, embedder: TextEmbedder,
                on_progress: Callable[[int, int], None] | None = None) -> MilvusStore:
     """The Milvus store of ``settings``, brought up to date with the corpus folder: created when empty or
     made with other settings (``fields``: :func:`~chatbot.index.sync.index_fields`), else only the files
     added, changed or removed since its manifest are embedded again or deleted."""
     store = MilvusStore.open(settings)
     try:
-        return _sync(store, settings, fields, embedder, multilingual, on_progress)
+        return _sync(store, settings, fields, embedder, on_progress)
     except IndexLoadError:
         raise
     except Exception as exc:
@@ -370,16 +359,15 @@ def sync_store(settings: Settings, fields: dict, embedder: TextEmbedder, multili
                               "then start again.") from exc
 
 
-def _sync(store: MilvusStore, settings: Settings, fields: dict, embedder: TextEmbedder,
-          multilingual: TextEmbedder | None, on_progress) -> MilvusStore:
+def _sync(store: MilvusStore, settings: Settings, fields: dict, embedder: TextEmbedder, on_progress) -> MilvusStore:
     manifest = store.manifest
-    want = {**fields, "embedder": embedder.name, "multilingual_embedder": multilingual.name if multilingual else None}
-    same_settings = manifest and all(manifest.get(k) == json.loads(json.dumps(v))
-                                     for k, v in want.items() if k != "files")
+    want = {**fields, "embedder": embedder.name}
+    same_settings = manifest and not made_with_retired_embedder(manifest) and all(
+        manifest.get(k) == json.loads(json.dumps(v)) for k, v in want.items() if k != "files")
     have_files = manifest.get("files", {}) if same_settings else {}
     if not same_settings or have_files.get(METADATA_FILE) != want["files"].get(METADATA_FILE):
         log.info("creating the Milvus store %s at %s", store.collection, store.directory)
-        store.create(embedder.dimension, multilingual.dimension if multilingual else None)
+        store.create(embedder.dimension)
         have_files, skipped_before = {}, {}
     else:
         store.delete_orphans()
@@ -404,10 +392,7 @@ def _sync(store: MilvusStore, settings: Settings, fields: dict, embedder: TextEm
         own = [p for p in passages if p.source == doc.source]
         if not own:  # nothing to cite in it: removed below
             continue
-        texts = [p.text for p in own]
-        vectors = {"dense": embed_passages(embedder, texts, 32, False)}
-        if multilingual is not None:
-            vectors["multilingual"] = embed_passages(multilingual, texts, 32, False)
+        vectors = embed_passages(embedder, [p.text for p in own], 32, False)
         record = {k: v for k, v in document_record(doc, passages).items() if k not in ("source", "text")}
         store.replace_document(doc.source, want["files"][doc.source], record, doc.text, own, vectors)
         done += len(own)

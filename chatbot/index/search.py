@@ -72,14 +72,11 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) ->
 
 @runtime_checkable
 class PassageStore(Protocol):
-    """Where the retriever finds passages. ``field`` names a vector set: "dense" (the embedder's
-    vectors) or "multilingual" (the multilingual embedder's, when ``has_multilingual``). Results are
+    """Where the retriever finds passages, by the embedder's vectors and by keywords. Results are
     ``(chunk_id, score)`` pairs, best first. Safe to search from several threads."""
 
     embedder_name: str
-    multilingual_embedder_name: str | None
-    has_multilingual: bool
-    manifest: dict  # what the store was built with (embedders, chunking, corpus files, skipped files)
+    manifest: dict  # what the store was built with (embedder, chunking, corpus files, skipped files)
     documents: list[dict]  # one record per indexed document: source, title, lang, pages, chunks, metadata
 
     def __len__(self) -> int: ...
@@ -95,7 +92,7 @@ class PassageStore(Protocol):
     def get(self, chunk_ids: Sequence[int]) -> list[Passage]:
         """The passages of ``chunk_ids``, in that order."""
 
-    def dense_search(self, query_vec: np.ndarray, k: int, *, field: str = "dense",
+    def dense_search(self, query_vec: np.ndarray, k: int, *,
                      languages: Collection[str] | None = None) -> list[tuple[int, float]]:
         """The ``k`` chunks nearest ``query_vec`` by cosine, only those in ``languages`` when given."""
 
@@ -106,7 +103,7 @@ class PassageStore(Protocol):
         """The ``k`` best chunks by reciprocal rank fusion (:data:`RRF_K`) of the ``depth`` best of
         ``dense_search`` and of ``keyword_search``."""
 
-    def similarity(self, query_vec: np.ndarray, chunk_ids: Sequence[int], *, field: str = "dense") -> np.ndarray:
+    def similarity(self, query_vec: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
         """Cosine between ``query_vec`` and each of ``chunk_ids`` (found by other means)."""
 
     def keyword_scores(self, query: str, chunk_ids: Sequence[int]) -> np.ndarray:

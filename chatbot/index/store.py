@@ -4,7 +4,6 @@ Layout of ``index_dir``::
 
     index.faiss         L2-normalised vectors (inner product = cosine): an exact faiss.IndexFlatIP, or
                         above VectorIndexSettings.flat_max_chunks an IndexIVFFlat (make_vector_index)
-    multilingual.faiss  the same for the second, multilingual embedder, when one is configured
     passages.jsonl      one passage per line; line number = chunk id = FAISS id
     documents.jsonl     one indexed document per line (source, title, lang, pages, chunks, metadata and
                         the text its offsets index: for PDF/DOCX/HTML the extracted text), when the
@@ -12,10 +11,9 @@ Layout of ``index_dir``::
     query_encoder/      the embedder's ONNX export for embedding queries without torch
                         (model.onnx, tokenizer.json, query_encoder.json; chatbot.models.export), when
                         the embedder offers one (``export_query_encoder``) and supports it
-    manifest.json       format version, embedder, dimension, multilingual_embedder (null when
-                        none) and its dimension, query_encoder (its config, or null), chunk count,
-                        created_at, sha256 checksums of the files above, plus the caller's fields
-                        (chunking settings, corpus file hashes)
+    manifest.json       format version, embedder, dimension, query_encoder (its config, or null),
+                        chunk count, created_at, sha256 checksums of the files above, plus the
+                        caller's fields (chunking settings, corpus file hashes)
 
 ``build_index`` writes a complete new directory beside ``index_dir`` and swaps it
 in with renames, so readers only ever see a whole old or a whole new index.
@@ -53,7 +51,6 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 FAISS_FILE = "index.faiss"
-MULTILINGUAL_FAISS_FILE = "multilingual.faiss"
 PASSAGES_FILE = "passages.jsonl"
 DOCUMENTS_FILE = "documents.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -61,9 +58,8 @@ QUERY_ENCODER_DIR = "query_encoder"
 # dense_search with languages looks this deep among the nearest first (x8 until enough are found).
 LANGUAGE_DEPTH = 256
 _PASSAGE_FIELDS = ("text", "source", "title", "start", "end", "lang", "page")
-_COMPUTED_FIELDS = frozenset({"format_version", "embedder", "dimension", "multilingual_embedder",
-                              "multilingual_dimension", "chunk_count", "vector_index", "created_at",
-                              "checksums", "query_encoder"})
+_COMPUTED_FIELDS = frozenset({"format_version", "embedder", "dimension", "chunk_count", "vector_index",
+                              "created_at", "checksums", "query_encoder"})
 
 
 class VectorIndex:
@@ -73,12 +69,9 @@ class VectorIndex:
     threads; an update writes a new version (:func:`update_index`).
     """
 
-    def __init__(self, faiss_index: faiss.Index, passages: list[Passage], manifest: dict,
-                 multilingual_index: faiss.Index | None = None, directory: Path | None = None,
-                 documents: list[dict] | None = None):
-        self._vector_sets = {"dense": faiss_index}
-        if multilingual_index is not None:
-            self._vector_sets["multilingual"] = multilingual_index
+    def __init__(self, vectors: faiss.Index, passages: list[Passage], manifest: dict,
+                 directory: Path | None = None, documents: list[dict] | None = None):
+        self.vectors = vectors  # the passages' FAISS index (chunk id = FAISS id)
         self.passages = passages
         self.manifest = manifest
         self.directory = directory  # where it was loaded from or written to
@@ -101,45 +94,30 @@ class VectorIndex:
         return self.manifest["embedder"]
 
     @property
-    def multilingual_embedder_name(self) -> str | None:
-        return self.manifest.get("multilingual_embedder")
-
-    @property
-    def has_multilingual(self) -> bool:
-        return "multilingual" in self._vector_sets
-
-    @property
     def dimension(self) -> int:
-        return self._vector_sets["dense"].d
+        return self.vectors.d
 
     def __len__(self) -> int:
         return len(self.passages)
 
-    def vectors(self, field: str = "dense") -> faiss.Index:
-        """The FAISS index of a vector set ("dense" or "multilingual")."""
-        if field not in self._vector_sets:
-            raise ValueError(f"this index has no {field!r} vectors")
-        return self._vector_sets[field]
-
-    @staticmethod
-    def _as_query(query_vec: np.ndarray, vectors: faiss.Index) -> np.ndarray:
+    def _as_query(self, query_vec: np.ndarray) -> np.ndarray:
         q = np.ascontiguousarray(query_vec, dtype=np.float32).reshape(1, -1)
-        if q.shape[1] != vectors.d:
-            raise ValueError(f"query vector has dimension {q.shape[1]}, the index has {vectors.d}")
+        if q.shape[1] != self.dimension:
+            raise ValueError(f"query vector has dimension {q.shape[1]}, the index has {self.dimension}")
         return q
 
     def get(self, chunk_ids: Sequence[int]) -> list[Passage]:
         return [self.passages[i] for i in chunk_ids]
 
-    def dense_search(self, query_vec: np.ndarray, k: int, *, field: str = "dense",
+    def dense_search(self, query_vec: np.ndarray, k: int, *,
                      languages: Collection[str] | None = None) -> list[tuple[int, float]]:
         """The ``k`` nearest chunks as ``(chunk_id, cosine)``, best first; with ``languages``, the
         nearest of those languages (searched ``LANGUAGE_DEPTH`` deep first, eight times deeper until
         found)."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        vectors = self.vectors(field)
-        q = self._as_query(query_vec, vectors)
+        vectors = self.vectors
+        q = self._as_query(query_vec)
         if languages is None:
             scores, ids = vectors.search(q, min(k, len(self)))
             return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
@@ -152,13 +130,12 @@ class VectorIndex:
                 return found[:k]
             depth *= 8
 
-    def similarity(self, query_vec: np.ndarray, chunk_ids: Sequence[int], *, field: str = "dense") -> np.ndarray:
+    def similarity(self, query_vec: np.ndarray, chunk_ids: Sequence[int]) -> np.ndarray:
         """Cosine between the query and the given chunks (for chunks found by other means)."""
-        vectors = self.vectors(field)
-        q = self._as_query(query_vec, vectors)
+        q = self._as_query(query_vec)
         if not len(chunk_ids):
             return np.zeros(0, dtype=np.float32)
-        return vectors.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64)) @ q[0]
+        return self.vectors.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64)) @ q[0]
 
     def _bm25_scores(self, query: str) -> np.ndarray:
         tokens = tokenize(query)
@@ -320,14 +297,13 @@ def build_index(
     index_dir: str | os.PathLike,
     manifest_extra: Mapping | None = None,
     *,
-    multilingual: TextEmbedder | None = None,
     documents: Sequence[Mapping] | None = None,
     batch_size: int = 32,
     show_progress: bool = False,
     vector_index: VectorIndexSettings | None = None,
 ) -> VectorIndex:
-    """Embed ``passages`` (with ``embedder`` and, if given, the ``multilingual`` embedder too)
-    and write the index to ``index_dir``, replacing any old one atomically.
+    """Embed ``passages`` with ``embedder`` and write the index to ``index_dir``, replacing any old one
+    atomically.
 
     ``manifest_extra`` holds the caller's fields, e.g. ``{"chunking": ..., "files":
     {name: sha256}}``; they are what ``is_stale`` compares later. ``documents``, when given, are
@@ -343,9 +319,7 @@ def build_index(
     index_dir.parent.mkdir(parents=True, exist_ok=True)
     with _new_version(index_dir, "Building") as new_dir:
         texts = [p.text for p in passages]
-        vectors = {FAISS_FILE: embed_passages(embedder, texts, batch_size, show_progress)}
-        if multilingual is not None:
-            vectors[MULTILINGUAL_FAISS_FILE] = embed_passages(multilingual, texts, batch_size, show_progress)
+        vectors = embed_passages(embedder, texts, batch_size, show_progress)
         checksums: dict[str, str] = {}
         try:
             encoder = {"query_encoder": _write_query_encoder(embedder, new_dir, checksums)}
@@ -356,8 +330,6 @@ def build_index(
         fields = {
             "embedder": embedder.name,
             "dimension": embedder.dimension,
-            "multilingual_embedder": multilingual.name if multilingual else None,
-            "multilingual_dimension": multilingual.dimension if multilingual else None,
             **encoder,
         }
         index = _write_version(new_dir, index_dir, passages, vectors, documents, checksums,
@@ -372,7 +344,6 @@ def update_index(
     remove: Collection[str] = (),
     passages: Sequence[Passage] = (),
     documents: Sequence[Mapping] = (),
-    multilingual: TextEmbedder | None = None,
     manifest_extra: Mapping | None = None,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 32,
@@ -389,11 +360,9 @@ def update_index(
     index_dir = Path(index_dir).absolute()
     with _new_version(index_dir, "Updating") as new_dir:
         old = load_index(index_dir)
-        for role, given, built_with in (("embedder", embedder, old.embedder_name),
-                                        ("multilingual embedder", multilingual, old.multilingual_embedder_name)):
-            if (given.name if given else None) != built_with:
-                raise IndexBuildError(f"The index was built with {role} {built_with!r}, not "
-                                      f"{given.name if given else None!r}: rebuild it.")
+        if embedder.name != old.embedder_name:
+            raise IndexBuildError(f"The index was built with embedder {old.embedder_name!r}, not "
+                                  f"{embedder.name!r}: rebuild it.")
         gone = set(remove) | {p.source for p in passages} | {d["source"] for d in documents}
         keep = [i for i, p in enumerate(old.passages) if p.source not in gone]
         merged = [old.passages[i] for i in keep] + list(passages)
@@ -401,13 +370,9 @@ def update_index(
         if not merged:
             raise IndexBuildError("No passages left to index: every document was removed or skipped.")
         texts = [p.text for p in passages]
-        vectors = {}
-        for name, flat, model in ((FAISS_FILE, old.vectors("dense"), embedder),
-                                  (MULTILINGUAL_FAISS_FILE, old._vector_sets.get("multilingual"), multilingual)):
-            if model is not None:
-                kept = flat.reconstruct_batch(np.asarray(keep, dtype=np.int64)) if keep else None
-                new = embed_passages(model, texts, batch_size, False, progress if name == FAISS_FILE else None)
-                vectors[name] = np.concatenate([v for v in (kept, new) if v is not None])[order]
+        kept = old.vectors.reconstruct_batch(np.asarray(keep, dtype=np.int64)) if keep else None
+        new = embed_passages(embedder, texts, batch_size, False, progress)
+        vectors = np.concatenate([v for v in (kept, new) if v is not None])[order]
         records = [d for d in old.documents if d["source"] not in gone] + [dict(d) for d in documents]
         records.sort(key=lambda d: d["source"])
         checksums = {name: digest for name, digest in old.manifest.get("checksums", {}).items()
@@ -431,13 +396,13 @@ def _checked_extra(manifest_extra: Mapping | None) -> dict:
     return extra
 
 
-def _write_version(new_dir: Path, index_dir: Path, passages: Sequence[Passage], vectors: dict[str, np.ndarray],
+def _write_version(new_dir: Path, index_dir: Path, passages: Sequence[Passage], vectors: np.ndarray,
                    documents: Sequence[Mapping] | None, checksums: dict, fields: dict,
                    settings: VectorIndexSettings) -> VectorIndex:
-    """Write the vector files, passages, documents and manifest of a version into ``new_dir``
+    """Write the vector file, passages, documents and manifest of a version into ``new_dir``
     (``checksums`` already lists the query encoder's files); the index as it will be at ``index_dir``."""
-    flats = {name: make_vector_index(v, settings) for name, v in vectors.items()}
-    files = {name: faiss.serialize_index(flat).tobytes() for name, flat in flats.items()}
+    flat = make_vector_index(vectors, settings)
+    files = {FAISS_FILE: faiss.serialize_index(flat).tobytes()}
     files[PASSAGES_FILE] = _jsonl(_passage_record(p) for p in passages)
     if documents is not None:
         files[DOCUMENTS_FILE] = _jsonl(documents)
@@ -453,8 +418,8 @@ def _write_version(new_dir: Path, index_dir: Path, passages: Sequence[Passage], 
         "checksums": checksums,
     }
     _write_manifest(new_dir, manifest)
-    return VectorIndex(flats[FAISS_FILE], [Passage(**_passage_record(p)) for p in passages], manifest,
-                       flats.get(MULTILINGUAL_FAISS_FILE), index_dir, [dict(d) for d in documents or ()])
+    return VectorIndex(flat, [Passage(**_passage_record(p)) for p in passages], manifest, index_dir,
+                       [dict(d) for d in documents or ()])
 
 
 def _jsonl(records) -> bytes:
@@ -571,10 +536,11 @@ def _read_manifest(index_dir: Path) -> dict:
     return manifest
 
 
-# The manifest's computed fields and their JSON types (the first named in messages); others are the caller's.
+# The manifest's computed fields and their JSON types (the first named in messages); others are the caller's,
+# or those of retired features that older indexes still hold (multilingual_embedder, multilingual_dimension),
+# which are not read.
 _MANIFEST_TYPES = {
     "embedder": (str,), "dimension": (int,), "chunk_count": (int,), "checksums": (dict,),
-    "multilingual_embedder": (str, type(None)), "multilingual_dimension": (int, type(None)),
     "query_encoder": (dict, type(None)),
 }
 
@@ -597,15 +563,9 @@ def load_index(index_dir: str | os.PathLike) -> VectorIndex:
     """Load and verify an index; ``IndexLoadError`` says which file is missing or damaged."""
     index_dir = Path(index_dir)
     manifest = _read_manifest(index_dir)
-    vector_files = {FAISS_FILE: "dimension"}
-    if manifest.get("multilingual_embedder"):
-        vector_files[MULTILINGUAL_FAISS_FILE] = "multilingual_dimension"
     passages_bytes = _read_verified(index_dir, PASSAGES_FILE, manifest)
     try:
-        flats = {
-            name: faiss.deserialize_index(np.frombuffer(_read_verified(index_dir, name, manifest), dtype=np.uint8))
-            for name in vector_files
-        }
+        flat = faiss.deserialize_index(np.frombuffer(_read_verified(index_dir, FAISS_FILE, manifest), dtype=np.uint8))
         passages = [Passage(**json.loads(line)) for line in passages_bytes.decode("utf-8").splitlines()]
         documents = ([json.loads(line) for line in
                       _read_verified(index_dir, DOCUMENTS_FILE, manifest).decode("utf-8").splitlines()]
@@ -615,15 +575,13 @@ def load_index(index_dir: str | os.PathLike) -> VectorIndex:
     except Exception as exc:  # checksums matched, so this is a writer bug or a foreign file
         raise IndexLoadError(f"The index in {index_dir} cannot be parsed ({exc}): rebuild it.") from exc
     counts = {"passages": len(passages), "manifest chunk_count": manifest.get("chunk_count"),
-              **{f"{name} vectors": flat.ntotal for name, flat in flats.items()}}
-    dimensions = {name: (flats[name].d, manifest.get(key)) for name, key in vector_files.items()}
-    if len(set(counts.values())) != 1 or any(have != want for have, want in dimensions.values()):
+              f"{FAISS_FILE} vectors": flat.ntotal}
+    if len(set(counts.values())) != 1 or flat.d != manifest.get("dimension"):
         raise IndexLoadError(
-            f"The index in {index_dir} is inconsistent ({counts}, dimensions (file, manifest) {dimensions}): "
-            "rebuild it."
+            f"The index in {index_dir} is inconsistent ({counts}, dimension {flat.d} in {FAISS_FILE} and "
+            f"{manifest.get('dimension')!r} in the manifest): rebuild it."
         )
-    return VectorIndex(flats[FAISS_FILE], passages, manifest, flats.get(MULTILINGUAL_FAISS_FILE), index_dir,
-                       documents)
+    return VectorIndex(flat, passages, manifest, index_dir, documents)
 
 
 def is_stale(index_dir: str | os.PathLike, expected_manifest_fields: Mapping) -> str | None:

@@ -6,15 +6,14 @@ removed; its ONNX query encoder added to an index from before query encoders.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..config import Settings
 from ..errors import IndexBuildError, IndexLoadError, ModelLoadError
 from ..ingest.chunking import chunk_corpus
 from ..ingest.corpus import METADATA_FILE, SkippedFile, document_files, file_sha256, load_corpus, source_name
-from ..models.embedding import (OnnxEmbedder, OnnxQueryEmbedder, TextEmbedder, make_embedder,
-                                make_multilingual_embedder)
+from ..models.embedding import OnnxEmbedder, OnnxQueryEmbedder, TextEmbedder, make_embedder
 from ..models.onnx_runtime import check_runtime, onnxruntime_available
 from ..types import Document, Passage
 from .search import PassageStore
@@ -53,12 +52,20 @@ def index_fields(settings: Settings) -> dict:
     """What the index depends on, as recorded in (and compared with) its manifest."""
     return {
         "embedder": settings.embedder,
-        "multilingual_embedder": settings.multilingual_embedder or None,
         "chunking": settings.chunking.as_dict(),
         "max_file_bytes": settings.max_file_bytes,
         "text_extraction": TEXT_EXTRACTION_VERSION,
         "files": corpus_files(Path(settings.corpus_dir)),
     }
+
+
+def made_with_retired_embedder(manifest: Mapping) -> str | None:
+    """Why a store made with the second, multilingual embedder (retired in issue 17; its manifest names it in
+    ``multilingual_embedder``) is made again, or None: its vectors for that embedder would go unread, and the
+    Milvus store's rows could not be written without them. ``multilingual_embedder: null``, what default
+    stores made before hold, needs nothing."""
+    name = manifest.get("multilingual_embedder")
+    return f"it was made with the retired second embedder {name!r}" if name else None
 
 
 def document_record(doc: Document, passages: list[Passage]) -> dict:
@@ -75,14 +82,14 @@ def _log_skipped(skipped: list[SkippedFile]) -> None:
 
 
 def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbedder | None = None, *,
-                 multilingual: TextEmbedder | None = None,
                  on_progress: Callable[[int, int], None] | None = None) -> PassageStore:
     """Load the index in ``settings.index_dir``, bringing it up to date with the corpus first; with
     ``settings.store`` set, the Milvus store it names instead (:func:`~chatbot.index.milvus.sync_store`).
 
     When only document files were added, changed or removed, only their passages are embedded
     (:func:`~chatbot.index.store.update_index`, ``on_progress(done, total)`` as they are); when the index is
-    missing or damaged, or a setting, the embedders or ``metadata.json`` changed, it is rebuilt. An
+    missing or damaged, or a setting, the embedder or ``metadata.json`` changed, or it was made with the retired
+    second embedder (:func:`made_with_retired_embedder`), it is rebuilt. An
     index from before query encoders gets one added (:func:`~chatbot.index.store.add_query_encoder`).
     Each skipped file is logged once, when it is first seen.
     """
@@ -91,42 +98,39 @@ def ensure_index(settings: Settings, progress: bool = False, embedder: TextEmbed
     if settings.store:
         from .milvus import sync_store
 
-        if multilingual is None and settings.multilingual_embedder:
-            multilingual = make_multilingual_embedder(settings.multilingual_embedder)
-        return sync_store(settings, fields, embedder, multilingual, on_progress)
+        return sync_store(settings, fields, embedder, on_progress)
     recover(settings.index_dir)  # a build killed half-way leaves the previous index in place
     reason = is_stale(settings.index_dir, {k: v for k, v in fields.items() if k != "files"})
-    index = None
     if reason is None:
         try:
             index = load_index(settings.index_dir)
         except IndexLoadError as exc:
             reason = str(exc)
-    if index is not None:
+        else:
+            reason = made_with_retired_embedder(index.manifest)
+    if reason is None:
         if "query_encoder" not in index.manifest:
             index = _with_query_encoder(index, embedder)
         have, want = index.manifest.get("files", {}), fields["files"]
         if have == want:
             return index
         if have.get(METADATA_FILE) == want.get(METADATA_FILE) and index.documents:
-            return _update(index, settings, fields, embedder, multilingual, on_progress)
+            return _update(index, settings, fields, embedder, on_progress)
         reason = is_stale(settings.index_dir, {"files": want})
     log.info("building the index in %s: %s", settings.index_dir, reason)
     docs, skipped = load_corpus(settings.corpus_dir, settings.max_file_bytes)
     _log_skipped(skipped)
     passages = chunk_corpus(docs, settings.chunking)
-    # build_index records the embedders itself
-    extra = {k: v for k, v in fields.items() if k not in ("embedder", "multilingual_embedder")}
+    # build_index records the embedder itself
+    extra = {k: v for k, v in fields.items() if k != "embedder"}
     extra["skipped"] = {s.source: s.reason for s in skipped}
-    if multilingual is None and settings.multilingual_embedder:
-        multilingual = make_multilingual_embedder(settings.multilingual_embedder)
-    return build_index(passages, embedder, settings.index_dir, extra, multilingual=multilingual,
+    return build_index(passages, embedder, settings.index_dir, extra,
                        documents=[document_record(d, passages) for d in docs], show_progress=progress,
                        vector_index=settings.vector_index)
 
 
 def _update(index: VectorIndex, settings: Settings, fields: dict, embedder: TextEmbedder,
-            multilingual: TextEmbedder | None, on_progress: Callable[[int, int], None] | None) -> VectorIndex:
+            on_progress: Callable[[int, int], None] | None) -> VectorIndex:
     """``index`` with the document files that changed since it was written embedded again (and those
     gone removed): the other documents' vectors are kept."""
     have, want = index.manifest.get("files", {}), fields["files"]
@@ -138,12 +142,10 @@ def _update(index: VectorIndex, settings: Settings, fields: dict, embedder: Text
     _log_skipped(skipped)
     passages = chunk_corpus(docs, settings.chunking)
     skipped_before = {n: r for n, r in index.manifest.get("skipped", {}).items() if n not in changed | removed}
-    extra = {k: v for k, v in fields.items() if k not in ("embedder", "multilingual_embedder")}
+    extra = {k: v for k, v in fields.items() if k != "embedder"}
     extra["skipped"] = dict(sorted((skipped_before | {s.source: s.reason for s in skipped}).items()))
-    if multilingual is None and index.multilingual_embedder_name:
-        multilingual = make_multilingual_embedder(index.multilingual_embedder_name)
     return update_index(settings.index_dir, embedder, remove=changed | removed, passages=passages,
-                        documents=[document_record(d, passages) for d in docs], multilingual=multilingual,
+                        documents=[document_record(d, passages) for d in docs],
                         manifest_extra=extra, progress=on_progress, vector_index=settings.vector_index)
 
 

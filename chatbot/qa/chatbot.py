@@ -105,11 +105,10 @@ class Retriever:
             if signature == self._signature:
                 return False
             try:
-                index = ensure_index(self.settings, embedder=self.embedder, multilingual=self.retriever.multilingual,
-                                     on_progress=on_progress)
+                index = ensure_index(self.settings, embedder=self.embedder, on_progress=on_progress)
             finally:
                 self._signature = signature  # a failed update is reported once, not on every question
-            self.index, self.retriever = index, HybridRetriever(index, self.query_vectors, self.retriever.multilingual)
+            self.index, self.retriever = index, HybridRetriever(index, self.query_vectors)
             return True
         finally:
             self._update_lock.release()
@@ -179,14 +178,12 @@ class Chatbot(Retriever):
                             "the shipped reader (%s); `chatbot fit-policy --reader %s` fits one for it",
                             self.reader.model_name_or_path, POLICY_FILE, path, self.reader.model_name_or_path)
         self.policy = policy
-        multilingual = self.retriever.multilingual
         self.relevance = (SentenceRelevance(self.query_vectors) if settings.relevance_encoder == self.embedder.name
                           else SentenceRelevance.load(settings.relevance_encoder, threads=settings.threads)
-                          if settings.relevance_encoder
-                          else SentenceRelevance(multilingual) if multilingual is not None else None)
+                          if settings.relevance_encoder else None)
 
     def warm_up(self) -> None:
-        """Load the models (embedders, sentence encoder and reader) and run them once, so that the first
+        """Load the models (embedder, sentence encoder and reader) and run them once, so that the first
         question is fast."""
         self.retriever.warm_up()
         if self.relevance is not None:  # a small corpus's sentences too (a few seconds for the shipped 49 passages)

@@ -9,9 +9,8 @@ The last of the ``k`` results goes to the best passage, by dense similarity, of 
 that has none among them: BM25 cannot match a passage written in another language than the
 question, and the fused ranking buries it, so without that place an answer found only in the
 Russian article rarely reaches an English question's results (on the held-out gate, R@5 of those
-questions is 0 without it and 80 with it). When the store also has a second, multilingual
-embedder's vectors (``multilingual_embedder``), those choose that passage. The first ``k - 1``
-results are unchanged (see evals/README.md, "Cross-lingual retrieval").
+questions is 0 without it and 80 with it). The first ``k - 1`` results are unchanged (see
+evals/README.md, "Cross-lingual retrieval").
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..index.search import PassageStore
-from ..models.embedding import TextEmbedder, cached, make_multilingual_embedder
+from ..models.embedding import TextEmbedder
 from ..types import RetrievedPassage
 
 MAX_K = 50
@@ -29,36 +28,20 @@ CROSS_LINGUAL_SLOTS = 1  # places (of k > 1) kept for passages in languages miss
 
 class HybridRetriever:
     """Dense + BM25 retrieval, with a cross-lingual place, over a passage store; safe to call from
-    several threads.
+    several threads."""
 
-    ``multilingual`` defaults to the backend named in the store's manifest, when the store has
-    multilingual vectors.
-    """
-
-    def __init__(self, store: PassageStore, embedder: TextEmbedder, multilingual: TextEmbedder | None = None):
-        if multilingual is None and store.has_multilingual:
-            multilingual = make_multilingual_embedder(store.multilingual_embedder_name)
-        for role, given, built_with in (("embedder", embedder, store.embedder_name),
-                                        ("multilingual embedder", multilingual, store.multilingual_embedder_name)):
-            if (given.name if given else None) != built_with:
-                raise ValueError(
-                    f"The index was built with {role} {built_with!r} but the retriever was given "
-                    f"{given.name if given else None!r}: rebuild the index or configure the same {role}."
-                )
+    def __init__(self, store: PassageStore, embedder: TextEmbedder):
+        if embedder.name != store.embedder_name:
+            raise ValueError(
+                f"The index was built with embedder {store.embedder_name!r} but the retriever was given "
+                f"{embedder.name!r}: rebuild the index or configure the same embedder."
+            )
         self._store = store
         self._embedder = embedder
-        self._multilingual = cached(multilingual) if multilingual is not None else None
-
-    @property
-    def multilingual(self) -> TextEmbedder | None:
-        """The multilingual embedder, or None when the store has no multilingual vectors."""
-        return self._multilingual
 
     def warm_up(self) -> None:
-        """Load the embedding models now, so that the first query is fast."""
-        for embedder in (self._embedder, self._multilingual):
-            if embedder is not None:
-                embedder.embed(["warm up"], query=True)
+        """Load the embedding model now, so that the first query is fast."""
+        self._embedder.embed(["warm up"], query=True)
 
     def retrieve(self, query: str, k: int = 5) -> list[RetrievedPassage]:
         """The ``k`` best passages for ``query``, best first, as copies with scores set."""
@@ -69,26 +52,20 @@ class HybridRetriever:
         store = self._store
         query_vec = self._embedder.embed([query], query=True)[0]
         top = store.hybrid_search(query_vec, query, k, depth=max(MIN_CANDIDATES, 4 * k))
-        multilingual_vec = None
-        if self._multilingual is not None:
-            multilingual_vec = self._multilingual.embed([query], query=True)[0]
         if k > 1:
-            top = self._with_missing_languages(query_vec if multilingual_vec is None else multilingual_vec, top, k)
+            top = self._with_missing_languages(query_vec, top, k)
         ids = [chunk_id for chunk_id, _ in top]
         cosines = store.similarity(query_vec, ids)
         bm25_scores = store.keyword_scores(query, ids)
-        multilingual_cosines = ([None] * len(ids) if multilingual_vec is None
-                                else store.similarity(multilingual_vec, ids, field="multilingual"))
         found = [
             RetrievedPassage(
                 **{**dataclasses.asdict(passage), "score": score},
                 dense_score=float(cosine),
                 bm25_score=float(bm25),
-                multilingual_score=None if multilingual is None else float(multilingual),
                 rank=rank,
             )
-            for rank, ((_, score), passage, cosine, bm25, multilingual)
-            in enumerate(zip(top, store.get(ids), cosines, bm25_scores, multilingual_cosines))
+            for rank, ((_, score), passage, cosine, bm25)
+            in enumerate(zip(top, store.get(ids), cosines, bm25_scores))
         ]
         for field_name, key in (("dense_rank", "dense_score"), ("bm25_rank", "bm25_score")):
             for rank, p in enumerate(sorted(found, key=lambda p: -getattr(p, key))):
@@ -97,16 +74,15 @@ class HybridRetriever:
 
     def _with_missing_languages(self, query_vec, top: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
         """``top`` with its last ``CROSS_LINGUAL_SLOTS`` places (fewer than ``k``) given to the
-        passages, best by ``query_vec`` (the multilingual embedder's when the store has its vectors, else
-        the embedder's: the shipped encoder is multilingual), of store languages it lacks."""
-        field = "multilingual" if self._multilingual is not None else "dense"
+        passages, best by ``query_vec`` (the embedder's: the shipped encoder is multilingual), of store
+        languages it lacks."""
         present = {p.lang for p in self._store.get([i for i, _ in top])}
         extra: list[int] = []
         for _ in range(min(CROSS_LINGUAL_SLOTS, k - 1)):
             missing = self._store.languages - present
             if not missing:
                 break
-            hits = self._store.dense_search(query_vec, 1, field=field, languages=missing)
+            hits = self._store.dense_search(query_vec, 1, languages=missing)
             if not hits:
                 break
             chunk_id = hits[0][0]

@@ -234,7 +234,7 @@ def _fit_policy(args) -> int:
 
 
 def _search(args) -> int:
-    from ..qa.chatbot import Retriever  # the index and the embedders only: no reader loads
+    from ..qa.chatbot import Retriever  # the index and the embedder only: no reader loads
 
     query = _checked(args.query)
     settings = _settings(args)
