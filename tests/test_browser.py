@@ -207,7 +207,10 @@ def test_too_long_question_stays_in_the_box_with_a_counter(page):
     page.keyboard.insert_text("Why " * 400)  # as a paste: the box takes at most max_question_chars
     value = box.input_value()
     assert len(value) == Settings().max_question_chars
-    assert f"{len(value)} / {len(value)} characters" in page.locator("#input-hint").inner_text()
+    # The counter follows the box's change event, which runs after the paste: wait for it (up to 30 s).
+    from playwright.sync_api import expect
+
+    expect(page.locator("#input-hint")).to_contain_text(f"{len(value)} / {len(value)} characters", timeout=30_000)
     box.fill("")
 
 

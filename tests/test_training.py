@@ -15,8 +15,10 @@ from chatbot.tools.training import (
     CHECKPOINT_DIR,
     TrainConfig,
     data_sources,
+    featurize,
     is_heldout,
     load_squad,
+    passage_negative_examples,
     select_datasets,
     train_reader,
     training_examples,
@@ -95,6 +97,39 @@ def test_dataset_selection_names_what_exists(qa_data):
     assert {e.dataset for e in kept} == {"xquad.en", "xquad.ru", "tydi.en.dev", "tydi.ru"}
     with pytest.raises(ChatbotError, match="No dataset named covid"):
         select_datasets(examples, TrainConfig(exclude=("covid",)))
+
+
+def test_passage_negatives_are_close_paragraphs_of_other_articles_without_the_answer(tiny_reader_dir):
+    from transformers import AutoTokenizer
+
+    from chatbot.tools.training import QAExample
+
+    def example(title: str, context: str, question: str, answer: str) -> QAExample:
+        return QAExample(f"{title}-{question}", "tydi.en", title, context, question, answer, context.index(answer))
+
+    oslo = example("Oslo", "Oslo is the capital of Norway and its largest city.", "What is the capital of Norway?",
+                   "Oslo")
+    bergen = example("Bergen", "Bergen is a city in Norway, the second largest after the capital.",
+                     "Which city is second largest?", "Bergen")
+    also_oslo = example("Oslo", "Oslo lies at the head of a fjord in Norway.", "Where does Oslo lie?", "at the head")
+    mentions = example("Trains", "Trains run from Oslo to Bergen every day.", "What runs every day?", "Trains")
+    stop_words = example("Words", "Who is who in the city?", "Who is who?", "who")
+    negatives = passage_negative_examples([oslo, bergen, also_oslo, mentions, stop_words], 1.0, random.Random(0))
+    by_question = {e.question: e for e in negatives}
+    # The closest paragraph of another article: not the question's own article, not one holding its answer.
+    assert by_question["What is the capital of Norway?"].context == bergen.context
+    assert "Who is who?" not in by_question  # nothing to search for: no negative, no crash
+    for e in negatives:
+        asked = next(s for s in (oslo, bergen, also_oslo, mentions) if s.question == e.question)
+        assert e.answer_start == -1
+        assert e.context not in {s.context for s in (oslo, bergen, also_oslo, mentions) if s.title == asked.title}
+        assert asked.answer_text.casefold() not in e.context.casefold()
+    assert passage_negative_examples([oslo, bergen], 0.0, random.Random(0)) == []
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_reader_dir)
+    cfg = TrainConfig(max_length=64, stride=16)
+    windows = featurize([by_question["What is the capital of Norway?"]], tokenizer, cfg, random.Random(0))
+    assert len(windows) == 1 and windows[0]["start_positions"] == windows[0]["end_positions"] == 0
 
 
 @pytest.mark.skipif(not SHARED_QA.is_dir(), reason="../shared/qa-data is not beside the checkout")

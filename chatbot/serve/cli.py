@@ -35,6 +35,7 @@ def _train_reader(args) -> int:
         seed=args.seed,
         lr=args.lr,
         cross_lingual=args.cross_lingual,
+        passage_negatives=args.passage_negatives,
         datasets=tuple(args.datasets) if args.datasets else None,
         exclude=tuple(args.exclude or ()),
         layers=args.layers,
@@ -373,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="go on from OUT/checkpoint with the run's saved config (other options are ignored)")
     p.add_argument("--cross-lingual", action="store_true",
                    help="also ask each XQuAD question over its paragraph in the other languages")
+    p.add_argument("--passage-negatives", type=float, default=defaults.passage_negatives, metavar="N",
+                   help="per question on average, paragraphs of other articles close to it by BM25, labelled "
+                        "'no answer' (default: none)")
     p.set_defaults(func=_train_reader)
 
     from ..tools.e5_conversion import DEFAULT_VOCAB_SIZE

@@ -89,6 +89,9 @@ class TrainConfig:
     # XQuAD's languages share question ids: also ask each question over the paragraph of the
     # other languages (dataset "xquad.en->ru": English question, Russian paragraph and answer).
     cross_lingual: bool = False
+    # Per training question on average, paragraphs of other articles that BM25 ranks closest to the question,
+    # one window each, labelled "no answer": what retrieval hands the reader when it misses.
+    passage_negatives: float = 0.0
 
 
 def find_data_files(paths: list[Path]) -> list[Path]:
@@ -194,13 +197,47 @@ def select_datasets(examples: list[QAExample], cfg: TrainConfig) -> list[QAExamp
     return [e for e in examples if (not cfg.datasets or e.dataset in cfg.datasets) and e.dataset not in cfg.exclude]
 
 
+def passage_negative_examples(train: list[QAExample], per_question: float,
+                              rng: random.Random) -> list[QAExample]:
+    """Each question of ``train`` asked over ``per_question`` paragraphs (on average) of other articles,
+    those BM25 ranks closest to it that do not contain its answer, as examples without an answer
+    (``answer_start`` -1): the reader learns to say "no answer" over a passage that only looks relevant.
+    A question with no BM25 term (only stop words) gets none."""
+    if per_question <= 0 or not train:
+        return []
+    import bm25s
+    import numpy as np
+
+    from ..index.search import BM25_B, BM25_K1, tokenize
+
+    contexts = list(dict.fromkeys(e.context for e in train))
+    titles: dict[str, set[str]] = {}
+    for e in train:  # XQuAD's translations share a title: a translated paragraph is not another article
+        titles.setdefault(e.context, set()).add(e.title)
+    bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B)
+    bm25.index([tokenize(c) for c in contexts], show_progress=False)
+    out = []
+    for e in train:
+        wanted = _sample_count(per_question, rng)
+        terms = tokenize(e.question)
+        if not wanted or not terms:
+            continue
+        scores = bm25.get_scores(terms)
+        answer = e.answer_text.casefold()
+        picked = [contexts[i] for i in np.argsort(-scores, kind="stable")[: wanted + 50]
+                  if scores[i] > 0 and e.title not in titles[contexts[i]] and answer not in contexts[i].casefold()]
+        out += [replace(e, id=f"{e.id}/negative-{n}", context=c, answer_text="", answer_start=-1, answers=())
+                for n, c in enumerate(picked[:wanted])]
+    return out
+
+
 def featurize(examples: list[QAExample], tokenizer, cfg: TrainConfig, rng: random.Random) -> list[dict]:
     """Token windows with start/end labels; windows without the answer point at [CLS].
 
     Long contexts (COVID-QA, Russian XQuAD read with an English vocabulary) give
     many windows per question: keep one window holding the answer and
     ``negatives_per_question`` of the rest on average, which halves the CPU
-    time per epoch.
+    time per epoch. An example without an answer (a passage negative) gives one window.
     """
     from ..models.reader import window_stride
     from ..models.tokenization import WordPieces
@@ -227,7 +264,10 @@ def featurize(examples: list[QAExample], tokenizer, cfg: TrainConfig, rng: rando
             }
             pos, neg = by_example.setdefault(w.pair, ([], []))
             (pos if start_tok else neg).append(feat)
-        for pos, neg in by_example.values():
+        for pair, (pos, neg) in by_example.items():
+            if chunk[pair].answer_start < 0:
+                feats.append(rng.choice(neg))
+                continue
             if len(pos) + len(neg) <= 3:
                 feats += pos + neg
                 continue
@@ -298,7 +338,7 @@ def training_examples(cfg: TrainConfig, rng: random.Random) -> tuple[list[QAExam
     if cfg.limit:
         rng.shuffle(train)
         train = train[: cfg.limit]
-    return train, heldout
+    return train + passage_negative_examples(train, cfg.passage_negatives, rng), heldout
 
 
 def load_base(base: str, layers: int | None, device: str):
@@ -400,8 +440,10 @@ def train_reader(cfg: TrainConfig, log=print, resume: bool = False) -> dict:
 
     _save(model, tokenizer, out, cfg)
     record = {"config": _config_record(cfg), "data_sources": data_sources(cfg.data)}
-    record.update(train_questions=len(train), train_windows=len(feats), steps=total, train_minutes=round(minutes, 1),
-                  device=device, train_datasets=dict(sorted(_count_by(train).items())))
+    answered = [e for e in train if e.answer_start >= 0]
+    record.update(train_questions=len(answered), passage_negatives=len(train) - len(answered), train_windows=len(feats),
+                  steps=total, train_minutes=round(minutes, 1), device=device,
+                  train_datasets=dict(sorted(_count_by(answered).items())))
     record["heldout"] = evaluate_heldout(out, heldout)
     (out / "training.json").write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
     shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # the run is finished: its weights are saved
