@@ -13,6 +13,7 @@ goes on from it: a run on a 2-core CPU may span several sessions.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -65,6 +66,11 @@ class QAExample:
     @property
     def golds(self) -> list[str]:
         return list(self.answers or (self.answer_text,))
+
+    @property
+    def has_answer(self) -> bool:
+        """False for a passage negative (:func:`passage_negative_examples`): its paragraph does not answer it."""
+        return self.answer_start >= 0
 
 
 @dataclass
@@ -224,10 +230,10 @@ def passage_negative_examples(train: list[QAExample], per_question: float,
             continue
         scores = bm25.get_scores(terms)
         answer = e.answer_text.casefold()
-        picked = [contexts[i] for i in np.argsort(-scores, kind="stable")[: wanted + 50]
-                  if scores[i] > 0 and e.title not in titles[contexts[i]] and answer not in contexts[i].casefold()]
+        matching = (contexts[i] for i in itertools.takewhile(lambda i: scores[i] > 0, np.argsort(-scores, kind="stable")))
+        others = (c for c in matching if e.title not in titles[c] and answer not in c.casefold())
         out += [replace(e, id=f"{e.id}/negative-{n}", context=c, answer_text="", answer_start=-1, answers=())
-                for n, c in enumerate(picked[:wanted])]
+                for n, c in enumerate(itertools.islice(others, wanted))]
     return out
 
 
@@ -265,7 +271,7 @@ def featurize(examples: list[QAExample], tokenizer, cfg: TrainConfig, rng: rando
             pos, neg = by_example.setdefault(w.pair, ([], []))
             (pos if start_tok else neg).append(feat)
         for pair, (pos, neg) in by_example.items():
-            if chunk[pair].answer_start < 0:
+            if not chunk[pair].has_answer:
                 feats.append(rng.choice(neg))
                 continue
             if len(pos) + len(neg) <= 3:
@@ -440,7 +446,7 @@ def train_reader(cfg: TrainConfig, log=print, resume: bool = False) -> dict:
 
     _save(model, tokenizer, out, cfg)
     record = {"config": _config_record(cfg), "data_sources": data_sources(cfg.data)}
-    answered = [e for e in train if e.answer_start >= 0]
+    answered = [e for e in train if e.has_answer]
     record.update(train_questions=len(answered), passage_negatives=len(train) - len(answered), train_windows=len(feats),
                   steps=total, train_minutes=round(minutes, 1), device=device,
                   train_datasets=dict(sorted(_count_by(answered).items())))
