@@ -9,7 +9,7 @@ import pytest
 from chatbot.config import SHIPPED_READER_DIR
 from chatbot.errors import ModelLoadError
 from chatbot.qa.policy import FEATURES, POLICY_FILE, AnswerPolicy, candidate_features, expected_answer_type, fits_type
-from chatbot.tools.policy_fit import calibration, chosen, fit_logistic, policy_from, threshold_for
+from chatbot.tools.policy_fit import calibration, chosen, fit_logistic, out_of_fold, policy_from, threshold_for
 from chatbot.types import Candidate, RetrievedPassage
 
 
@@ -146,3 +146,14 @@ def test_threshold_abstains_on_the_stated_share_of_questions_without_an_answer()
     assert threshold_for(picks, 0.75, abstention=0.5) == 0.6  # already met by the precision threshold
 
 
+
+
+def test_a_policy_can_be_fitted_and_scored_out_of_fold_on_other_features():
+    rows = _rows(200, np.random.default_rng(2))
+    for r in rows:
+        r["features"]["extra"] = float(r["right"])  # a figure that gives the answer away
+    policy = policy_from(rows, l2=1.0, features=("extra",))
+    assert list(policy.weights) == ["extra"] and policy.weights["extra"] > 0
+    picks = out_of_fold(rows, l2=1.0, features=("extra",))
+    assert len(picks) == 200 and all(p["right"] for p in picks)
+    assert sum(p["right"] for p in out_of_fold(rows, l2=1.0)) < 190  # the policy's own features do not

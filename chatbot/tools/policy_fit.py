@@ -75,15 +75,16 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int = 50) 
     return w[:d], float(w[d])
 
 
-def policy_from(rows: list[dict], l2: float, threshold: float = 0.5, provenance: dict | None = None) -> AnswerPolicy:
-    """The policy fitted on candidate rows (``features``, ``right``)."""
-    x = np.array([[r["features"][f] for f in FEATURES] for r in rows], dtype=np.float64)
+def policy_from(rows: list[dict], l2: float, threshold: float = 0.5, provenance: dict | None = None,
+                features: tuple[str, ...] = FEATURES) -> AnswerPolicy:
+    """The policy fitted on candidate rows (``features``, ``right``) over the named ``features``."""
+    x = np.array([[r["features"][f] for f in features] for r in rows], dtype=np.float64)
     y = np.array([float(r["right"]) for r in rows])
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale < 1e-9] = 1.0
     w, b = fit_logistic((x - mean) / scale, y, l2)
-    return AnswerPolicy(weights=dict(zip(FEATURES, map(float, w))), bias=b, mean=dict(zip(FEATURES, map(float, mean))),
-                        scale=dict(zip(FEATURES, map(float, scale))), threshold=threshold, provenance=provenance or {})
+    return AnswerPolicy(weights=dict(zip(features, map(float, w))), bias=b, mean=dict(zip(features, map(float, mean))),
+                        scale=dict(zip(features, map(float, scale))), threshold=threshold, provenance=provenance or {})
 
 
 def chosen(policy: AnswerPolicy, rows: list[dict]) -> list[dict]:
@@ -100,7 +101,7 @@ def chosen(policy: AnswerPolicy, rows: list[dict]) -> list[dict]:
     return out
 
 
-def out_of_fold(rows: list[dict], l2: float) -> list[dict]:
+def out_of_fold(rows: list[dict], l2: float, features: tuple[str, ...] = FEATURES) -> list[dict]:
     """``chosen`` for every question, each scored by a policy fitted without its fold."""
     questions = sorted({r["question_id"] for r in rows})
     random.Random(0).shuffle(questions)
@@ -108,7 +109,7 @@ def out_of_fold(rows: list[dict], l2: float) -> list[dict]:
     out = []
     for k in range(FOLDS):
         train = [r for r in rows if fold[r["question_id"]] != k and r["features"]]
-        out += chosen(policy_from(train, l2), [r for r in rows if fold[r["question_id"]] == k])
+        out += chosen(policy_from(train, l2, features=features), [r for r in rows if fold[r["question_id"]] == k])
     return out
 
 
@@ -236,11 +237,16 @@ def collect_candidates(cfg: FitConfig, cache: Path) -> list[dict]:
     return rows
 
 
+def read_candidates(cache: Path) -> list[dict]:
+    """The candidate rows ``collect_candidates`` wrote."""
+    return [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines()]
+
+
 def fit_policy(cfg: FitConfig) -> AnswerPolicy:
     """Collect (or with ``refit``, reload) the candidates, fit, choose the threshold, write the policy."""
     cache = CACHE_DIR / f"candidates-{_candidates_digest(cfg.reader, Settings.from_env())}.jsonl"
     if cfg.refit and cache.is_file():
-        rows = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines()]
+        rows = read_candidates(cache)
     else:
         rows = collect_candidates(cfg, cache)
     picks = out_of_fold(rows, cfg.l2)
