@@ -1,10 +1,10 @@
-"""Which candidate features would a richer answer policy gain from? A developer measurement (issue 17).
+"""Which candidate features does the answer policy gain from? A developer measurement (issue 17).
 
 Reads the candidates that ``chatbot fit-policy`` cached (``runs/policy/candidates-*.jsonl``: every candidate of the
-policy's fitting questions, labelled right or wrong), adds figures the shipped policy does not use, and scores each
-feature set as fit-policy scores the shipped one: out of fold (5 folds by question), the likeliest candidate of each
-question, the threshold by the same rule (precision 0.6, abstention 0.9). Nothing here is read by the product, and
-the gate set is never touched.
+policy's fitting questions, labelled right or wrong) and scores feature sets as fit-policy scores the shipped one:
+the policy's own, each of its features left out, and figures it does not use added (:data:`EXTRA`). Each is scored
+out of fold (5 folds by question) on the likeliest candidate of each question, with the threshold chosen by the same
+rule (precision 0.6, abstention 0.9). Nothing here is read by the product, and the gate set is never touched.
 
     python evals/policy_ablation.py [CANDIDATES.jsonl]
 
@@ -34,8 +34,14 @@ EXTRA = {
     "passage_margin": "its reader log probability minus that best one",
     "passage_mass": "log of the reader probabilities summed over the candidates in the same passage",
 }
-VARIANTS = [(), ("support",), ("share",), ("passage_best",), ("passage_margin",), ("passage_mass",),
-            ("support", "passage_best", "passage_mass")]
+ADDED = [(), ("support",), ("share",), ("passage_best",), ("passage_margin",), ("passage_mass",),
+         ("support", "passage_best", "passage_mass")]
+
+
+def variants() -> list[tuple[str, tuple[str, ...]]]:
+    """(label, features): the policy's own, each of its features left out, and :data:`ADDED` figures added."""
+    out = [(f"the policy + {', '.join(extra)}" if extra else "the policy", FEATURES + extra) for extra in ADDED]
+    return out[:1] + [(f"the policy without {name}", tuple(f for f in FEATURES if f != name)) for name in FEATURES] + out[1:]
 
 
 def _words(text: str | None) -> str:
@@ -95,10 +101,10 @@ def main() -> None:
           f"a right candidate exists for {100 * len(reachable) / len(answerable):.1f} % of the {len(answerable)} "
           "answerable ones (the ceiling of top-1)")
     print(f"{'features':52} {'top-1 (all / per set)':34} {'thr':>6} {'right':>6} {'prec':>6} {'abst':>6} {'ece':>6}")
-    for extra in VARIANTS:
-        s = score(rows, FEATURES + extra)
+    for label, features in variants():
+        s = score(rows, features)
         per_set = " / ".join(f"{k} {v}" for k, v in s["top1"].items())
-        print(f"{'the policy' + (' + ' + ', '.join(extra) if extra else ''):52} {per_set:34} {s['threshold']:6.3f} "
+        print(f"{label:52} {per_set:34} {s['threshold']:6.3f} "
               f"{s['right_of_answerable']:6.1f} {s['precision']:6.1f} {s['abstained_on_unanswerable']:6.1f} "
               f"{s['ece']:6.3f}")
 

@@ -55,6 +55,23 @@ def test_features_of_candidates():
     assert first.features["same_language"] == 1.0 and second.features["same_language"] == 0.0
     assert first.features["type_fit"] == 1.0 and second.features["type_fit"] == 1.0  # both capitalised names
     assert first.features["answer_words"] == pytest.approx(math.log(3))
+    assert first.features["question_words_near"] == 0.0  # "In 2023, ... said so." names nothing the question asks
+
+
+def test_question_words_near_favours_the_span_beside_what_the_question_names():
+    text = "Tomas Brekke designed the library in 1968; the reading room was painted by Anna Holm."
+    passage = RetrievedPassage(text=text, source="a.txt", title="t", start=0, end=len(text), lang="en", rank=0)
+    designer, painter = (Candidate(text=span, start=text.index(span), end=text.index(span) + len(span),
+                                   passage=passage, reader_probability=0.5) for span in ("Tomas Brekke", "Anna Holm"))
+    candidate_features([designer, painter], [0.9, 0.9], "Who designed the library?", "en")
+    assert designer.features["question_words_near"] == 1.0  # design, librari: both within 3 words
+    assert painter.features["question_words_near"] == 0.0
+    russian = RetrievedPassage(text="Билет для школьников стоит 100 рублей, для взрослых 300 рублей.", source="b.txt",
+                               title="t", start=0, end=62, lang="ru", rank=0)
+    pupils, adults = (Candidate(text=span, start=russian.text.index(span), end=russian.text.index(span) + len(span),
+                                passage=russian, reader_probability=0.5) for span in ("100 рублей", "300 рублей"))
+    candidate_features([pupils, adults], [0.9, 0.9], "Сколько стоит билет для школьников?", "ru")
+    assert pupils.features["question_words_near"] > adults.features["question_words_near"]
 
 
 @pytest.mark.parametrize(("question", "expected"), [

@@ -34,3 +34,11 @@ def test_extra_features_pool_a_questions_candidates_by_text_and_by_passage():
     assert paris["passage_mass"] == pytest.approx(math.log(0.5))
     assert other["support"] == pytest.approx(math.log(0.3))  # another question's candidates do not count
     assert rows[4]["features"] == {}
+
+
+def test_variants_are_the_policy_each_feature_left_out_and_figures_added():
+    variants = dict(policy_ablation.variants())
+    assert variants["the policy"] == FEATURES
+    assert variants["the policy without closeness"] == tuple(f for f in FEATURES if f != "closeness")
+    assert variants["the policy + support"] == FEATURES + ("support",)
+    assert len(variants) == 1 + len(FEATURES) + len(policy_ablation.ADDED) - 1

@@ -79,7 +79,12 @@ def quantize_reader(fp32: Path, out: Path) -> None:
     """int8 weights, one scale per output channel (dynamic quantization: activations are quantized
     on the fly), for the attention projections and feed-forward input layers; the feed-forward output
     layers, the span head and the attention products stay fp32. Of the int8 variants measured, the
-    one within 1 F1 of fp32 that keeps the eval gate's abstentions (model card, "Runtime")."""
+    one within 1 F1 of fp32 that keeps the eval gate's abstentions (model card, "Runtime").
+
+    The weights use 7 of the 8 bits (``reduce_range``): on x86 CPUs with AVX2 but no VNNI, ONNX Runtime adds
+    pairs of 8-bit products in 16 bits, which full-range weights overflow, so the same model answered
+    differently there (gate F1 45.2 against 50.1 on a CPU without AVX2; evals/README.md, "The int8 reader on
+    AVX2 CPUs")."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -87,7 +92,7 @@ def quantize_reader(fp32: Path, out: Path) -> None:
     weights = {t.name for t in graph.initializer}
     keep_fp32 = [n.name for n in graph.node if n.op_type == "MatMul" and _keeps_fp32(n.name, weights & set(n.input))]
     quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                     nodes_to_exclude=keep_fp32, per_channel=True)
+                     nodes_to_exclude=keep_fp32, per_channel=True, reduce_range=True)
 
 
 def _keeps_fp32(node: str, weights: set[str]) -> bool:

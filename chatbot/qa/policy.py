@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelLoadError
+from ..index.search import tokenize
 from ..types import Candidate
 
 POLICY_FILE = "answer_policy.json"
@@ -36,7 +37,12 @@ FEATURES = (
     "same_language",  # 1 when its passage is in the question's language
     "type_fit",  # 1 when it looks like what the question asks for (an amount, a date, a name) or nothing is asked
     "answer_words",  # log(1 + its number of words)
+    "question_words_near",  # share of the question's terms among the NEAR_WORDS words either side of it
 )
+
+# How many words either side of a candidate ``question_words_near`` looks at: 3, of 3, 6 and 12 compared out of fold
+# on the policy's fitting questions (evals/README.md, "What the answer policy could gain").
+NEAR_WORDS = 3
 
 
 @dataclass(frozen=True)
@@ -127,11 +133,25 @@ def fits_type(expected: str | None, span_text: str) -> bool:
     return pattern is None or bool(pattern.search(span_text))
 
 
+_WORD = re.compile(r"\w+")
+
+
+def question_words_near(question_terms: set[str], candidate: Candidate) -> float:
+    """The share of ``question_terms`` (BM25 terms: stemmed, stop words dropped) among the :data:`NEAR_WORDS`
+    words either side of the candidate in its passage: a span beside what the question names ("Tomas Brekke designed
+    the library" for "Who designed the library?") rather than elsewhere in the passage. It cannot tell apart two
+    clauses that stand side by side: both are near the question's words."""
+    text = candidate.passage.text
+    near = _WORD.findall(text[: candidate.start])[-NEAR_WORDS:] + _WORD.findall(text[candidate.end :])[:NEAR_WORDS]
+    return len(question_terms & set(tokenize(" ".join(near)))) / max(1, len(question_terms))
+
+
 def candidate_features(candidates: list[Candidate], closeness: list[float], question: str,
                        language: str) -> None:
     """Set each candidate's :data:`FEATURES` (``closeness``: its sentence's cosine with the question)."""
     if not candidates:
         return
+    question_terms = set(tokenize(question))
     logs = [math.log(max(c.reader_probability, 1e-9)) for c in candidates]
     by_reader = sorted(range(len(candidates)), key=lambda i: -logs[i])
     place = {i: n for n, i in enumerate(by_reader)}
@@ -151,4 +171,5 @@ def candidate_features(candidates: list[Candidate], closeness: list[float], ques
             "same_language": float(p.lang == language),
             "type_fit": float(fits_type(expected, c.text)),
             "answer_words": math.log1p(len(c.text.split())),
+            "question_words_near": question_words_near(question_terms, c),
         }
