@@ -217,7 +217,7 @@ def test_too_long_question_stays_in_the_box_with_a_counter(page):
 def test_example_is_asked_when_clicked(page):
     bot = page.locator("#chat [data-testid='bot']")
     before = bot.count()
-    # The examples the shipped reader misses are strict xfails in test_pipeline.py; this one it gets right.
+    # The examples the shipped reader misses are strict xfails in test_examples.py; this one it gets right.
     page.locator("#examples").get_by_text("What is the capital of France?", exact=True).click()
     bot.nth(before).wait_for(timeout=ANSWER_S * 1000)
     assert "find the answer" in bot.nth(before).inner_text()

@@ -155,25 +155,13 @@ def test_real_corpus_and_reader_answer_with_citation(corpus_copy, tmp_path, trai
     assert bot.ask("What is the capital of France?").text is None
 
 
-@pytest.mark.xfail(strict=True, reason="known misses of the shipped reader and policy, two of them web chat examples: "
-                                       "under the threshold (Grok; the technical advisor since the 7-bit re-export, "
-                                       "where “Nvidia and Elon Musk” from the article's first passage outranks “Nvidia”), "
-                                       "or the Russian article's span (Colossus: “Мемфисе”)")
-@pytest.mark.parametrize("question, expected", [("Which platform is Grok integrated into?", "X"),
-                                                ("Where is the Colossus data center?", "Memphis"),
-                                                ("Who is the technical advisor of the AI Infrastructure Partnership?",
-                                                 "Nvidia")])
-def test_known_misses_of_the_shipped_reader(corpus_copy, tmp_path, trained_reader, question, expected):
+@pytest.mark.xfail(strict=True, reason="a known miss of the shipped reader and policy: the Russian article's span "
+                                       "(“Мемфисе”) outranks the English one (the web chat's and README's example "
+                                       "questions are in test_examples.py)")
+def test_known_miss_of_the_shipped_reader(corpus_copy, tmp_path, trained_reader):
     bot = Chatbot.load(index_dir=tmp_path / "index", corpus_dir=corpus_copy, settings=Settings().with_(reader=trained_reader))
-    answer = bot.ask(question)
-    assert answer.text is not None and expected in answer.text.split()
-
-
-@pytest.mark.parametrize("question, expected", [("Сколько денег уже собрал стартап Маска?", "12")])
-def test_web_chat_examples_the_shipped_encoder_answers(corpus_copy, tmp_path, trained_reader, question, expected):
-    bot = Chatbot.load(index_dir=tmp_path / "index", corpus_dir=corpus_copy, settings=Settings().with_(reader=trained_reader))
-    answer = bot.ask(question)
-    assert answer.text is not None and expected in answer.text.split()
+    answer = bot.ask("Where is the Colossus data center?")
+    assert answer.text is not None and "Memphis" in answer.text.split()
 
 
 def _candidate(text: str, lang: str, confidence: float) -> Candidate:
