@@ -65,7 +65,7 @@ def test_windows_are_the_hugging_face_tokenizers_windows(max_length, stride):
     from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(SHIPPED_READER_DIR)
-    tokens = WordPieces(hf.backend_tokenizer, max_length, window_stride(max_length, stride))
+    tokens = WordPieces(hf.backend_tokenizer.to_str(), max_length, window_stride(max_length, stride))
     passages = _corpus_passages()
     assert any(sum("а" <= c <= "я" for c in p) > 100 for p in passages)  # the Russian article is there
     for question in QUESTIONS:
@@ -89,7 +89,7 @@ def test_question_truncation_matches_the_old_hugging_face_cut():
     from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(SHIPPED_READER_DIR)
-    tokens = WordPieces(hf.backend_tokenizer, 256)
+    tokens = WordPieces(hf.backend_tokenizer.to_str(), 256)
     for question in ["why " * 500, "Сколько стоит " * 40, QUESTIONS[0]]:
         offsets = hf(question, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
         expected = question if len(offsets) <= 64 else question[: offsets[63][1]]
@@ -187,6 +187,18 @@ def test_damaged_onnx_asked_for_explicitly_is_one_clear_error(reader_with_bad_on
     assert main(["ask", QUESTIONS[0], *argv_tail[:4], "--reader", str(reader_with_bad_onnx)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: Cannot load the ONNX reader") and "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.shipped_weights
+def test_a_damaged_tokenizer_beside_the_onnx_reader_is_one_clear_error(tmp_path):
+    model_dir = tmp_path / "reader"
+    model_dir.mkdir()
+    for f in SHIPPED_READER_DIR.iterdir():
+        (model_dir / f.name).symlink_to(f)
+    (model_dir / "tokenizer.json").unlink()
+    (model_dir / "tokenizer.json").write_text("{damaged")
+    with pytest.raises(ModelLoadError, match="Cannot read the tokenizer .*tokenizer.json"):
+        Reader(model_dir, runtime="onnx", precision="int8").load()
 
 
 def test_missing_onnx_file_asked_for_explicitly_says_how_to_make_it(tiny_reader_dir):

@@ -50,7 +50,7 @@ def _reader_with(model, tokenizer, **settings) -> Reader:
     reader = Reader("unused")
     s = ReaderSettings(**settings)
     reader._model, reader._settings = model, s
-    reader._tokens = WordPieces(tokenizer.backend_tokenizer, s.max_length, window_stride(s.max_length, s.stride))
+    reader._tokens = WordPieces(tokenizer.backend_tokenizer.to_str(), s.max_length, window_stride(s.max_length, s.stride))
     return reader
 
 
@@ -126,7 +126,7 @@ def test_empty_inputs_give_no_spans(tiny_model_dir):
 
 def test_huge_question_is_cut_to_fit_the_window(tokenizer):
     question = "why " * 5000
-    cut = WordPieces(tokenizer.backend_tokenizer, 256).truncate_question(question)
+    cut = WordPieces(tokenizer.backend_tokenizer.to_str(), 256).truncate_question(question)
     assert question.startswith(cut) and len(tokenizer(cut, add_special_tokens=False)["input_ids"]) == 64
 
 

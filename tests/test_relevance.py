@@ -63,6 +63,11 @@ def test_a_missing_or_damaged_encoder_names_its_setting(tmp_path):
     (tmp_path / "tokenizer.json").write_text((SHIPPED_ENCODER_DIR / "tokenizer.json").read_text())
     with pytest.raises(ModelLoadError, match="encoder in .* cannot be used"):
         SentenceRelevance.load(tmp_path).closeness("x", [("Some text.", 0)])
+    (tmp_path / "model.onnx").unlink()
+    (tmp_path / "model.onnx").symlink_to(SHIPPED_ENCODER_DIR / "model.onnx")
+    (tmp_path / "tokenizer.json").write_text('{"not": "a tokenizer"}')
+    with pytest.raises(ModelLoadError, match="encoder in .* cannot be used"):
+        SentenceRelevance.load(tmp_path).closeness("x", [("Some text.", 0)])
 
 
 def test_the_relevance_encoder_setting(monkeypatch):

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from ..errors import ModelLoadError
 from .tokenization import TOKENIZER_FILE, WordPieces
@@ -228,11 +227,11 @@ class OnnxEmbedder(_LazyModel):
         from .onnx_runtime import open_session
 
         try:
-            tokenizer = Tokenizer.from_str(self._files(TOKENIZER_FILE).decode("utf-8"))
+            tokens = WordPieces(self._files(TOKENIZER_FILE).decode("utf-8"), int(self._config["max_length"]), pair=False)
             session = open_session(self._files(QUERY_ENCODER_FILE), 1, "encoder")
         except Exception as exc:  # missing onnxruntime, a damaged or missing file
             raise ModelLoadError(f"{self._what} cannot be used: {' '.join(str(exc).split())}") from exc
-        return session, WordPieces(tokenizer, int(self._config["max_length"]), pair=False)
+        return session, tokens
 
     def embed(
         self, texts: list[str], *, query: bool = False, batch_size: int = 32, show_progress: bool = False

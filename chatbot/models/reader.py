@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from ..config import SHIPPED_READER_DIR
 from ..errors import ModelLoadError
@@ -91,8 +90,8 @@ class Reader:
                 self._model, self._settings, self.runtime = model, settings, runtime
         return self
 
-    def _open(self, path: Path) -> tuple[_OnnxQA | _TorchQA, Tokenizer, str]:
-        """The model, its tokenizer and the runtime they run on."""
+    def _open(self, path: Path) -> tuple[_OnnxQA | _TorchQA, str, str]:
+        """The model, its tokenizer (``tokenizer.json`` text) and the runtime they run on."""
         if self._choose_runtime(path) == "onnx":
             try:
                 return _OnnxQA(path / ONNX_FILES[self.precision], self.threads or 0), load_tokenizer(path), "onnx"
@@ -264,7 +263,7 @@ def _settings(path: Path, overrides: dict) -> ReaderSettings:
     return ReaderSettings(**values)
 
 
-def _load_torch(name_or_path: str, precision: str, threads: int | None, setting: str) -> tuple[_TorchQA, Tokenizer]:
+def _load_torch(name_or_path: str, precision: str, threads: int | None, setting: str) -> tuple[_TorchQA, str]:
     """The transformers checkpoint (int8-quantized for ``precision="int8"``) and its fast tokenizer."""
     try:
         import torch
@@ -288,4 +287,4 @@ def _load_torch(name_or_path: str, precision: str, threads: int | None, setting:
     if precision == "int8":
         model = quantize_int8(model)
     inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in tokenizer.model_input_names]
-    return _TorchQA(model, inputs), tokenizer.backend_tokenizer
+    return _TorchQA(model, inputs), tokenizer.backend_tokenizer.to_str()

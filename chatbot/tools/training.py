@@ -248,7 +248,7 @@ def featurize(examples: list[QAExample], tokenizer, cfg: TrainConfig, rng: rando
     from ..models.reader import window_stride
     from ..models.tokenization import WordPieces
 
-    tokens = WordPieces(tokenizer.backend_tokenizer, cfg.max_length, window_stride(cfg.max_length, cfg.stride))
+    tokens = WordPieces(tokenizer.backend_tokenizer.to_str(), cfg.max_length, window_stride(cfg.max_length, cfg.stride))
     feats: list[dict] = []
     for i in range(0, len(examples), 64):
         chunk = examples[i : i + 64]
