@@ -84,9 +84,9 @@ class Reader:
             if self._model is None:
                 path = _checked_dir(self.model_name_or_path, self.setting)
                 settings = _settings(path, self._overrides)
-                model, tokenizer, runtime = self._open(path)
+                model, tokenizer_json, runtime = self._open(path)
                 stride = window_stride(settings.max_length, settings.stride)
-                self._tokens = WordPieces(tokenizer, settings.max_length, stride)
+                self._tokens = WordPieces(tokenizer_json, settings.max_length, stride)
                 self._model, self._settings, self.runtime = model, settings, runtime
         return self
 
