@@ -109,6 +109,15 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Sentence:
+    """A sentence of a retrieved passage (``passage.text[start:end]``) and its cosine with the question."""
+
+    start: int
+    end: int
+    closeness: float
+
+
+@dataclass(frozen=True)
 class ReadingWindow:
     """A stretch of a retrieved passage that the reader reads: ``passage.text[start:end]``."""
 
@@ -136,7 +145,8 @@ class Question:
 class Explanation:
     """Why the bot answered as it did (``chatbot ask --explain``, HTTP ``"explain": true``, the web
     chat's "Why this answer"): what was searched for, the passages found with their ranks and scores,
-    the candidates with their features and confidence, the policy's threshold and its decision."""
+    the candidates with their features and confidence, the policy's threshold and its decision. A passage
+    that gave no candidate was not read: no span in it could have beaten the answer (``Chatbot.read``)."""
 
     searched_for: str
     language: str
@@ -145,6 +155,9 @@ class Explanation:
     threshold: float
     decision: str
 
+    def was_read(self, passage: RetrievedPassage) -> bool:
+        return any(c.passage is passage for c in self.candidates)
+
     def to_dict(self) -> dict:
         return {
             "searched_for": self.searched_for,
@@ -152,7 +165,7 @@ class Explanation:
             "passages": [{"rank": p.rank, "source": p.source, "page": p.page, "start": p.start, "end": p.end,
                           "lang": p.lang, "fused_score": round(p.score, 5), "dense_score": round(p.dense_score, 4),
                           "dense_rank": p.dense_rank, "bm25_score": round(p.bm25_score, 4),
-                          "bm25_rank": p.bm25_rank} for p in self.passages],
+                          "bm25_rank": p.bm25_rank, "read": self.was_read(p)} for p in self.passages],
             "candidates": [c.to_dict() for c in self.candidates],
             "threshold": self.threshold,
             "decision": self.decision,

@@ -158,5 +158,5 @@ def test_the_retriever_and_the_sentence_relevance_share_one_cache(tmp_path):
     retriever = HybridRetriever(index, once)
     relevance = SentenceRelevance(once)
     retriever._embedder.embed(["Where does Grok run?"], query=True)
-    relevance.closeness("Where does Grok run?", [("Grok runs on X.", 0)])
+    relevance.cosines("Where does Grok run?", ["Grok runs on X."])
     assert sum(text == "Where does Grok run?" for call in inner.calls for text in call) == 1

@@ -57,13 +57,9 @@ def test_abstains_under_the_policy_threshold_and_cites_the_closest_passages(make
     assert answer.explanation.decision.startswith("abstained") and answer.explanation.threshold == 1.0
 
 
-def test_the_confidence_is_the_policys_probability_for_the_answer_and_every_passage_is_read(make_bot, monkeypatch):
-    bot = make_bot(**PERMISSIVE)
-    read = []
-    real_read = bot.reader.read
-    monkeypatch.setattr(bot.reader, "read", lambda q, texts, top_k: read.append(texts) or real_read(q, texts, top_k))
+def test_the_confidence_is_the_policys_probability_for_the_answer(make_bot):
+    bot = make_bot(**PERMISSIVE, read_every_passage=True)
     answer = bot.ask("Who is the CEO of OpenAI?", k=5, explain=True)
-    assert len(read) == 1 and len(read[0]) == 5  # one call, all five passages: no skipping
     best = next(c for c in answer.explanation.candidates if c.text == answer.text)
     assert answer.score == round(bot.policy.probability(best.features), 4) == round(best.confidence, 4)
     confidences = [c.confidence for c in answer.explanation.candidates]
@@ -71,7 +67,28 @@ def test_the_confidence_is_the_policys_probability_for_the_answer_and_every_pass
     assert set(best.features) == set(bot.policy.weights) <= set(SHIPPED_POLICY.mean)
     data = answer.to_dict()
     assert data["explanation"]["candidates"][0]["features"] and len(data["explanation"]["passages"]) == 5
+    assert all(p["read"] for p in data["explanation"]["passages"])
     assert bot.ask("Who is the CEO of OpenAI?").to_dict()["explanation"] is None
+
+
+def test_a_passage_that_cannot_beat_the_answer_found_is_not_read(make_bot, monkeypatch):
+    every = make_bot(**PERMISSIVE, read_every_passage=True)
+    bot = make_bot(policy=replace(SHIPPED_POLICY, threshold=0.0, bias=SHIPPED_POLICY.bias,
+                                  weights={**SHIPPED_POLICY.weights, "passage_rank": -20.0}))
+    read = []
+    real_read = bot.reader.read
+    monkeypatch.setattr(bot.reader, "read", lambda q, texts, top_k: read.append(texts) or real_read(q, texts, top_k))
+    answer = bot.ask("Who is the CEO of OpenAI?", k=5, explain=True)
+    # Passage 1 first (the heavy rank weight puts it first); no later passage can then beat its best span.
+    assert len(read) == 1 and read[0] == [answer.explanation.passages[0].text]
+    assert [p["read"] for p in answer.to_dict()["explanation"]["passages"]] == [True, False, False, False, False]
+    every.policy = bot.policy
+    assert every.ask("Who is the CEO of OpenAI?", k=5).text == answer.text
+    # Every passage is read, one reader call each, when asked to.
+    read.clear()
+    bot.settings = bot.settings.with_(read_every_passage=True)
+    bot.ask("Who is the CEO of OpenAI?", k=5)
+    assert len(read) == 5 and all(len(texts) == 1 for texts in read)
 
 
 def test_ask_is_its_five_steps(make_bot):
@@ -228,17 +245,18 @@ def test_the_reader_reads_windows_around_the_sentences_closest_to_the_question(m
     sentences = ["Oracle builds it.", "The site is in Memphis.", "It holds GPUs.", "Power is scarce.",
                  "Turbines run on gas.", "Memphis residents object.", "A court will decide."]
     first, second = _passage(" ".join(sentences), 0), _passage("Nothing here. Memphis again.", 1)
-    bot = make_bot(**PERMISSIVE, read_sentences=2, window_context=1)
+    bot = make_bot(**PERMISSIVE, read_sentences=2, window_context=1, read_every_passage=True)
     bot.relevance = SentenceRelevance(KeywordEncoder())
     question = Question(text="Where is Memphis?", searched_for="Where is Memphis?", language="en")
-    windows = bot.windows(question, [first, second])
+
+    def windows():
+        return [[w.text for w in of_passage] for of_passage in bot.windows([first, second], bot.sentences(question, [first, second]))]
+
     # The first two Memphis sentences in ranking order, each with one sentence either side; the third is not read.
-    assert [(w.passage.source, w.text) for w in windows] == [
-        ("0.txt", " ".join(sentences[0:3])), ("0.txt", " ".join(sentences[4:7]))]
-    assert all(w.passage.text[w.start:w.end] == w.text for w in windows)
+    assert windows() == [[" ".join(sentences[0:3]), " ".join(sentences[4:7])], []]
     # Windows that meet are read as one.
     bot.settings = bot.settings.with_(window_context=2)
-    assert [w.text for w in bot.windows(question, [first, second])] == [first.text]
+    assert windows() == [[first.text], []]
     # Candidates found in a window are offsets into their passage, as if the passage had been read whole.
     read = []
     real_read = bot.reader.read
@@ -248,9 +266,9 @@ def test_the_reader_reads_windows_around_the_sentences_closest_to_the_question(m
     assert all(c.passage.text[c.start:c.end] == c.text for c in candidates)
     # 0 reads every passage whole, as does a bot with no sentence encoder.
     bot.settings = bot.settings.with_(read_sentences=0)
-    assert [w.text for w in bot.windows(question, [first, second])] == [first.text, second.text]
+    assert windows() == [[first.text], [second.text]]
     bot.settings, bot.relevance = bot.settings.with_(read_sentences=2), None
-    assert [w.text for w in bot.windows(question, [first, second])] == [first.text, second.text]
+    assert windows() == [[first.text], [second.text]]
 
 
 def test_reading_windows_answers_as_reading_whole_passages_does_on_the_tuning_set(trained_reader, corpus_copy,
@@ -278,3 +296,30 @@ def test_reading_windows_answers_as_reading_whole_passages_does_on_the_tuning_se
     assert windows["abstention_recall"] >= whole["abstention_recall"]
     same = sum(a == b for a, b in zip(answers["windows"], answers["whole"]))
     assert same >= 0.85 * len(rows)
+
+
+def test_leaving_passages_unread_gives_the_answers_of_reading_every_passage_on_the_tuning_set(trained_reader,
+                                                                                           corpus_copy, tmp_path):
+    """The passages ``Chatbot.read`` leaves unread could not have changed the answer: on the tuning set, with the
+    shipped reader and policy, every answer, abstention and confidence is the one reading every passage gives."""
+    from chatbot.tools.evaluation import load_questions
+
+    settings = Settings().with_(reader=trained_reader, corpus_dir=corpus_copy, index_dir=tmp_path / "index")
+    bot = Chatbot.load(settings=settings, progress=False)
+    bot.warm_up()
+    rows = load_questions(Path(__file__).resolve().parents[1] / "evals" / "questions.jsonl")
+    read = []
+    real_read = bot.reader.read
+    bot.reader.read = lambda q, texts, top_k: read.append(texts) or real_read(q, texts, top_k)
+    answers, passages_read = {}, {}
+    for every in (False, True):
+        bot.settings = settings.with_(read_every_passage=every)
+        read.clear()
+        answers[every] = [bot.ask(r["question"], history=r.get("history") or []) for r in rows]
+        passages_read[every] = len(read)  # one reader call a passage
+    skipping, everything = answers[False], answers[True]
+    assert [(a.text, a.score) for a in skipping] == [(a.text, a.score) for a in everything]
+    assert [[c.to_dict() for c in a.citations] for a in skipping] == [[c.to_dict() for c in a.citations] for a in everything]
+    asked = sum(a.clarification is None for a in everything)
+    assert passages_read[True] == asked * settings.top_k
+    assert passages_read[False] < 0.7 * passages_read[True]  # 44 % of them on 2026-12-08

@@ -1,4 +1,4 @@
-"""The closeness of a candidate answer's sentence to the question (chatbot.qa.relevance), a policy feature."""
+"""The cosine of a sentence with the question (chatbot.qa.relevance): the closeness the policy judges by."""
 
 import numpy as np
 import pytest
@@ -14,7 +14,6 @@ RU_PASSAGE = (
     "центр обработки данных в Мемфисе, который называется Colossus. XAI подвергся критике за использование "
     "газовых турбин, проблематичный фактор окружающей среды."
 )
-EN_PASSAGE = "Oracle will build the supercomputer. The Memphis data center is called Colossus. It runs Grok."
 
 
 @pytest.fixture(scope="module")
@@ -35,24 +34,25 @@ class FixedEncoder:
 
 
 def test_the_shipped_encoder_puts_the_sentence_that_answers_closest_in_either_language(shipped):
+    colossus = "Одним из крупнейших проектов XAI является центр обработки данных в Мемфисе, который называется Colossus."
+    turbines = "XAI подвергся критике за использование газовых турбин, проблематичный фактор окружающей среды."
+    assert colossus in RU_PASSAGE and turbines in RU_PASSAGE
     for question in ("What is the Memphis data center called?", "Как называется центр обработки данных в Мемфисе?"):
-        colossus, turbines = RU_PASSAGE.index("Colossus"), RU_PASSAGE.index("газовых")
-        close, far = shipped.closeness(question, [(RU_PASSAGE, colossus), (RU_PASSAGE, turbines)])
+        close, far = shipped.cosines(question, [colossus, turbines])
         assert close > far
-    english = shipped.closeness("What is the Memphis data center called?", [(EN_PASSAGE, EN_PASSAGE.index("Colossus")),
-                                                                            (EN_PASSAGE, 0)])
+    english = shipped.cosines("What is the Memphis data center called?",
+                              ["The Memphis data center is called Colossus.", "Oracle will build the supercomputer."])
     assert english[0] > english[1]
-    unrelated = shipped.closeness("What is the boiling point of water in Fahrenheit?", [(EN_PASSAGE, 0)])
+    unrelated = shipped.cosines("What is the boiling point of water in Fahrenheit?", ["The Memphis data center is called Colossus."])
     assert unrelated[0] < english[0]
 
 
-def test_closeness_is_the_cosine_with_the_sentence_at_each_offset():
+def test_cosines_are_those_of_the_encoders_vectors():
     question, english, other = "Where is it?", "It is in Memphis.", "Nothing here."
     encoder = FixedEncoder({question: (1.0, 0.0), english: (0.6, 0.8), other: (0.0, 1.0)})
-    both = f"{english} {other}"
     relevance = SentenceRelevance(encoder)
-    assert relevance.closeness(question, [(both, 0), (both, len(both) - 1)]) == pytest.approx([0.6, 0.0])
-    assert relevance.closeness(question, []) == []
+    assert relevance.cosines(question, [english, other]) == pytest.approx([0.6, 0.0])
+    assert relevance.cosines(question, []) == []
 
 
 def test_a_missing_or_damaged_encoder_names_its_setting(tmp_path):
@@ -62,12 +62,12 @@ def test_a_missing_or_damaged_encoder_names_its_setting(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"not a model")
     (tmp_path / "tokenizer.json").write_text((SHIPPED_ENCODER_DIR / "tokenizer.json").read_text())
     with pytest.raises(ModelLoadError, match="encoder in .* cannot be used"):
-        SentenceRelevance.load(tmp_path).closeness("x", [("Some text.", 0)])
+        SentenceRelevance.load(tmp_path).cosines("x", ["Some text."])
     (tmp_path / "model.onnx").unlink()
     (tmp_path / "model.onnx").symlink_to(SHIPPED_ENCODER_DIR / "model.onnx")
     (tmp_path / "tokenizer.json").write_text('{"not": "a tokenizer"}')
     with pytest.raises(ModelLoadError, match="encoder in .* cannot be used"):
-        SentenceRelevance.load(tmp_path).closeness("x", [("Some text.", 0)])
+        SentenceRelevance.load(tmp_path).cosines("x", ["Some text."])
 
 
 def test_the_relevance_encoder_setting(monkeypatch):
@@ -110,8 +110,10 @@ def test_without_a_sentence_encoder_every_closeness_is_0_and_passages_are_read_w
     assert answer.explanation.candidates
     assert all(c.features["closeness"] == 0.0 for c in answer.explanation.candidates)
     passages = bot.retriever.retrieve("Where is the Colossus data center?")
-    assert [(w.start, w.end) for w in bot.windows(bot.prepare("Where is the Colossus data center?"), passages)] == [
-        (0, len(p.text)) for p in passages]
+    sentences = bot.sentences(bot.prepare("Where is the Colossus data center?"), passages)
+    assert all(s.closeness == 0.0 for of_passage in sentences for s in of_passage)
+    assert [[(w.start, w.end) for w in of_passage] for of_passage in bot.windows(passages, sentences)] == [
+        [(0, len(p.text))] for p in passages]
 
 
 def test_export_encoder_writes_an_encoder_that_embeds_as_sentence_transformers_does(tiny_reader_dir, tmp_path):

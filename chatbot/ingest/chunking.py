@@ -36,12 +36,9 @@ _TERMINAL_END = re.compile(r"[.!?…:;][" + re.escape(_CLOSERS) + r"]*$")
 HEADING_MAX_CHARS = 150
 
 
-def sentence_of(text: str, offset: int) -> tuple[int, int]:
-    """The span of the sentence of ``text`` that holds character ``offset`` (the whole text when none does)."""
-    for start, end in split_sentences(text):
-        if start <= offset < end:
-            return start, end
-    return 0, len(text)
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """:func:`split_sentences`, or the whole text as one sentence when it has none."""
+    return split_sentences(text) or [(0, len(text))]
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:

@@ -13,6 +13,7 @@ that want cited passages without the reader.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 import threading
@@ -25,13 +26,13 @@ from ..config import SHIPPED_READER_DIR, Settings
 from ..errors import ChatbotError
 from ..index.store import VectorIndex
 from ..index.sync import corpus_signature, ensure_index, query_embedder
-from ..ingest.chunking import split_sentences
+from ..ingest.chunking import sentence_spans
 from ..ingest.corpus import detect_language
 from ..models.embedding import TextEmbedder, cached, make_embedder
 from ..models.reader import Reader
-from ..types import Answer, Candidate, Citation, Explanation, Question, ReadingWindow, RetrievedPassage
+from ..types import Answer, Candidate, Citation, Explanation, Question, ReadingWindow, RetrievedPassage, Sentence
 from .conversation import clarification, resolve_followup
-from .policy import POLICY_FILE, AnswerPolicy, candidate_features, policy_for
+from .policy import POLICY_FILE, AnswerPolicy, candidate_features, feature_ranges, passage_features, policy_for
 from .questions import clean_history, clean_question, clip
 from .relevance import SentenceRelevance
 from .retrieval import MAX_K, HybridRetriever
@@ -222,9 +223,35 @@ class Chatbot(Retriever):
                         clarification=clarification(text, history, answers))
 
     def read(self, question: Question, passages: list[RetrievedPassage]) -> list[Candidate]:
-        """Step 3: the reader's best spans over the retrieved passages (:meth:`windows`: each whole by
-        default, all in one call), brackets paired (:func:`balanced`), with the features the policy judges them by."""
-        windows = self.windows(question, passages)
+        """Step 3: the reader's best spans in each retrieved passage (of :meth:`windows`: the whole passage by
+        default), brackets paired (:func:`balanced`), with the features the policy judges them by.
+
+        The passages are read most promising first, and one is left unread when no span in it could be judged
+        likelier than the best candidate already found: every feature but the span's own is known before
+        reading, so the policy bounds what a passage can give (:meth:`AnswerPolicy.bound`). A passage in the
+        question's language is still read while the best candidate is in another (:func:`in_question_language`
+        may cite the answer there). The answer is therefore the one reading every passage gives; only
+        runners-up can be missing (``read_every_passage`` reads them all)."""
+        sentences = self.sentences(question, passages)
+        best_closeness = max((s.closeness for of_passage in sentences for s in of_passage), default=0.0)
+        shared = [passage_features(p, question.language, best_closeness) for p in passages]
+        bounds = [self.policy.bound(feature_ranges(f, max(s.closeness for s in of_passage)))
+                  for f, of_passage in zip(shared, sentences)]
+        windows = self.windows(passages, sentences)
+        candidates: list[Candidate] = []
+        best: Candidate | None = None
+        for i in sorted(range(len(passages)), key=lambda i: -bounds[i]):
+            foreign_best = best is not None and best.passage.lang != question.language
+            if (windows[i] and (self.settings.read_every_passage or best is None or bounds[i] > best.confidence
+                                or (foreign_best and passages[i].lang == question.language))):
+                found = self._read_passage(question, windows[i], sentences[i], shared[i])
+                candidates += found
+                best = max([c for c in (best, *found) if c is not None], key=lambda c: c.confidence, default=None)
+        return candidates
+
+    def _read_passage(self, question: Question, windows: list[ReadingWindow], sentences: list[Sentence],
+                      shared: dict[str, float]) -> list[Candidate]:
+        """The candidates of one passage, read in ``windows``, with their features and confidence."""
         spans = self.reader.read(question.searched_for, [w.text for w in windows], top_k=self.settings.reader_top_k)
         candidates = []
         for span in spans:
@@ -233,32 +260,38 @@ class Chatbot(Retriever):
             start, end = balanced(passage.text, window.start + span.start, window.start + span.end)
             candidates.append(Candidate(text=passage.text[start:end], start=start, end=end, passage=passage,
                                         reader_probability=span.score))
-        closeness = (self.relevance.closeness(question.searched_for, [(c.passage.text, c.start) for c in candidates])
-                     if self.relevance is not None else [0.0] * len(candidates))
-        candidate_features(candidates, closeness, question.searched_for, question.language)
-        return candidates
+        starts = [s.start for s in sentences]  # a candidate's sentence: the last one starting at or before it
+        closeness = [sentences[max(0, bisect.bisect_right(starts, c.start) - 1)].closeness for c in candidates]
+        candidate_features(candidates, closeness, question.searched_for, shared)
+        return self.policy.judge(candidates)
 
-    def windows(self, question: Question, passages: list[RetrievedPassage]) -> list[ReadingWindow]:
-        """What the reader reads: every passage whole when ``read_sentences`` is 0 (the default) or there is
-        no sentence encoder; else the ``read_sentences`` sentences of ``passages`` closest to the question (by
-        the encoder's cosine), each with ``window_context`` sentences either side, windows that meet in one
-        passage merged.
+    def sentences(self, question: Question, passages: list[RetrievedPassage]) -> list[list[Sentence]]:
+        """The sentences of each passage (the whole passage when it has none), with their cosine with the
+        question (0 without a sentence encoder)."""
+        spans = [sentence_spans(p.text) for p in passages]
+        texts = [p.text[a:b] for p, of_passage in zip(passages, spans) for a, b in of_passage]
+        cosines = iter(self.relevance.cosines(question.searched_for, texts) if self.relevance is not None
+                       else [0.0] * len(texts))
+        return [[Sentence(a, b, next(cosines)) for a, b in of_passage] for of_passage in spans]
+
+    def windows(self, passages: list[RetrievedPassage], sentences: list[list[Sentence]]) -> list[list[ReadingWindow]]:
+        """What the reader reads of each passage: the whole passage when ``read_sentences`` is 0 (the default) or
+        there is no sentence encoder; else windows around the ``read_sentences`` sentences of ``passages`` closest
+        to the question (:meth:`sentences`), each with ``window_context`` sentences either side, windows that meet
+        in one passage merged, and nothing of a passage none of whose sentences is chosen.
 
         Windows are a speed setting, not exact: the reader sees less context, and on the policy's fitting
         questions they answered fewer right than whole passages (evals/README.md, "Reading windows")."""
         n, context = self.settings.read_sentences, self.settings.window_context
         if n <= 0 or self.relevance is None:
-            return [ReadingWindow(p, 0, len(p.text)) for p in passages]
-        spans = [split_sentences(p.text) for p in passages]
-        sentences = [(i, j) for i, passage_spans in enumerate(spans) for j in range(len(passage_spans))]
-        cosines = self.relevance.cosines(question.searched_for,
-                                         [passages[i].text[slice(*spans[i][j])] for i, j in sentences])
-        chosen: dict[int, list[tuple[int, int]]] = {}
-        for s in sorted(range(len(sentences)), key=lambda s: -cosines[s])[:n]:
-            i, j = sentences[s]
-            first, last = max(0, j - context), min(len(spans[i]) - 1, j + context)
-            chosen.setdefault(i, []).append((spans[i][first][0], spans[i][last][1]))
-        return [ReadingWindow(passages[i], start, end) for i in sorted(chosen) for start, end in _merged(chosen[i])]
+            return [[ReadingWindow(p, 0, len(p.text))] for p in passages]
+        ranked = sorted(((s.closeness, i, j) for i, of_passage in enumerate(sentences) for j, s in enumerate(of_passage)),
+                        key=lambda t: -t[0])
+        chosen: list[list[tuple[int, int]]] = [[] for _ in passages]
+        for _, i, j in ranked[:n]:
+            first, last = max(0, j - context), min(len(sentences[i]) - 1, j + context)
+            chosen[i].append((sentences[i][first].start, sentences[i][last].end))
+        return [[ReadingWindow(p, a, b) for a, b in _merged(spans)] for p, spans in zip(passages, chosen)]
 
     def decide(self, question: Question, candidates: list[Candidate]) -> tuple[list[Candidate], Candidate | None]:
         """Step 4: the candidates ranked by the policy's probability that they are right, and the answer:

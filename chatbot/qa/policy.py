@@ -21,24 +21,29 @@ from pathlib import Path
 
 from ..errors import ModelLoadError
 from ..index.search import tokenize
-from ..types import Candidate
+from ..types import Candidate, RetrievedPassage
 
 POLICY_FILE = "answer_policy.json"
 
 FEATURES = (
     "log_reader_probability",  # log of the reader's p_start * p_end in its window
-    "reader_margin",  # that log probability minus the best candidate's (0 for the reader's best)
-    "candidate_rank",  # log(1 + place among the candidates by reader probability)
     "passage_rank",  # log(1 + place of its passage in the fused retrieval order)
     "best_retriever_rank",  # log(1 + best place of its passage by dense or by BM25 score alone)
     "dense_score",  # cosine of its passage with the query (the embedder's)
     "closeness",  # cosine of its sentence with the question (the multilingual sentence encoder's)
-    "closeness_gap",  # that cosine minus the best candidate sentence's (0 for the closest)
+    "closeness_gap",  # that cosine minus the closest sentence's in the retrieved passages (0 for the closest)
     "same_language",  # 1 when its passage is in the question's language
     "type_fit",  # 1 when it looks like what the question asks for (an amount, a date, a name) or nothing is asked
-    "answer_words",  # log(1 + its number of words)
     "question_words_near",  # share of the question's terms among the NEAR_WORDS words either side of it
 )
+# Every feature but those of the span itself is known before its passage is read; the span's lie in these ranges.
+# That is what lets ``Chatbot.read`` skip a passage none of whose spans could beat the answer found
+# (:meth:`AnswerPolicy.bound`): no feature compares a candidate with the other candidates.
+SPAN_FEATURE_RANGES = {
+    "log_reader_probability": (-math.inf, 0.0),
+    "type_fit": (0.0, 1.0),
+    "question_words_near": (0.0, 1.0),
+}
 
 # How many words either side of a candidate ``question_words_near`` looks at: 3, of 3, 6 and 12 compared out of fold
 # on the policy's fitting questions (evals/README.md, "What the answer policy could gain").
@@ -66,6 +71,17 @@ class AnswerPolicy:
         for c in candidates:
             c.confidence = self.probability(c.features)
         return sorted(candidates, key=lambda c: -c.confidence)
+
+    def bound(self, ranges: dict[str, tuple[float, float]]) -> float:
+        """The highest probability a candidate whose features lie in ``ranges`` (``(low, high)`` by name) can
+        get: each weighted feature at the end of its range that raises it; 1.0 when that end is infinite."""
+        z = self.bias
+        for name, w in self.weights.items():
+            x = ranges[name][1] if w > 0 else ranges[name][0]
+            if math.isinf(x):
+                return 1.0
+            z += w * (x - self.mean[name]) / self.scale[name]
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
     def answers(self, best: Candidate | None) -> bool:
         return best is not None and best.confidence >= self.threshold
@@ -146,30 +162,39 @@ def question_words_near(question_terms: set[str], candidate: Candidate) -> float
     return len(question_terms & set(tokenize(" ".join(near)))) / max(1, len(question_terms))
 
 
+def passage_features(passage: RetrievedPassage, language: str, best_closeness: float) -> dict[str, float]:
+    """The features every candidate of ``passage`` shares (``best_closeness``: the cosine of the retrieved
+    passages' sentence closest to the question)."""
+    return {
+        "passage_rank": math.log1p(passage.rank),
+        "best_retriever_rank": math.log1p(min(passage.dense_rank, passage.bm25_rank)),
+        "dense_score": passage.dense_score,
+        "same_language": float(passage.lang == language),
+        "best_closeness": best_closeness,
+    }
+
+
+def feature_ranges(shared: dict[str, float], closest: float) -> dict[str, tuple[float, float]]:
+    """Where the features of any candidate of a passage lie before it is read: ``shared`` as
+    :func:`passage_features` gives them, ``closest`` the cosine of its sentence closest to the question."""
+    ranges = {name: (value, value) for name, value in shared.items()}
+    ranges["closeness"] = (-1.0, closest)
+    ranges["closeness_gap"] = (-1.0 - shared["best_closeness"], closest - shared["best_closeness"])
+    return {**ranges, **SPAN_FEATURE_RANGES}
+
+
 def candidate_features(candidates: list[Candidate], closeness: list[float], question: str,
-                       language: str) -> None:
-    """Set each candidate's :data:`FEATURES` (``closeness``: its sentence's cosine with the question)."""
-    if not candidates:
-        return
+                       shared: dict[str, float]) -> None:
+    """Set the :data:`FEATURES` of each candidate of one passage (``closeness``: its sentence's cosine with the
+    question; ``shared``: :func:`passage_features`)."""
     question_terms = set(tokenize(question))
-    logs = [math.log(max(c.reader_probability, 1e-9)) for c in candidates]
-    by_reader = sorted(range(len(candidates)), key=lambda i: -logs[i])
-    place = {i: n for n, i in enumerate(by_reader)}
-    best_log, best_close = max(logs), max(closeness)
     expected = expected_answer_type(question)
-    for i, (c, log_p, close) in enumerate(zip(candidates, logs, closeness)):
-        p = c.passage
+    for c, close in zip(candidates, closeness):
         c.features = {
-            "log_reader_probability": log_p,
-            "reader_margin": log_p - best_log,
-            "candidate_rank": math.log1p(place[i]),
-            "passage_rank": math.log1p(p.rank),
-            "best_retriever_rank": math.log1p(min(p.dense_rank, p.bm25_rank)),
-            "dense_score": p.dense_score,
+            **{name: shared[name] for name in ("passage_rank", "best_retriever_rank", "dense_score", "same_language")},
+            "log_reader_probability": math.log(max(c.reader_probability, 1e-9)),
             "closeness": close,
-            "closeness_gap": close - best_close,
-            "same_language": float(p.lang == language),
+            "closeness_gap": close - shared["best_closeness"],
             "type_fit": float(fits_type(expected, c.text)),
-            "answer_words": math.log1p(len(c.text.split())),
             "question_words_near": question_words_near(question_terms, c),
         }

@@ -2,8 +2,9 @@
 
 Each reader judges one window at a time and is sure of wrong answers in passages that only share the
 topic; the cosine between the question and the sentence holding a candidate is comparable across
-passages and languages. :class:`SentenceRelevance` gives that cosine (``closeness``), and the cosines of
-whole sentences (``cosines``) by which ``Chatbot.windows`` chooses what the reader reads. Its encoder is the
+passages and languages. :class:`SentenceRelevance` gives the cosines of sentences with the question
+(``cosines``): ``Chatbot.sentences`` takes those of the retrieved passages' sentences, by which the policy judges a
+candidate (``closeness``), bounds what an unread passage could give, and ``Chatbot.windows`` chooses what to read. Its encoder is the
 one multilingual encoder that retrieval uses too (multilingual-e5-small; questions and sentences both with
 e5's "query: " prompt), so an English question is compared with Russian sentences too, and the question is
 embedded once for both; how much a cosine counts, and how much less in another language, is the answer policy's
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..ingest.chunking import sentence_of, split_sentences
+from ..ingest.chunking import split_sentences
 from ..models.embedding import OnnxEmbedder, TextEmbedder, cached
 
 
@@ -41,12 +42,3 @@ class SentenceRelevance:
             return []
         vectors = self.encoder.embed([question, *sentences], query=True)
         return [float(c) for c in vectors[1:] @ vectors[0]]
-
-    def closeness(self, question: str, spans: list[tuple[str, int]]) -> list[float]:
-        """The cosine between the question and the sentence of each ``(passage text, offset)``."""
-        if not spans:
-            return []
-        located = [(text, *sentence_of(text, offset)) for text, offset in spans]
-        sentences = sorted({text[a:b] for text, a, b in located})
-        cosines = dict(zip(sentences, self.cosines(question, sentences)))
-        return [cosines[text[a:b]] for text, a, b in located]

@@ -216,7 +216,8 @@ def _print_explanation(explanation) -> None:
     print("Passages (rank: fused score, dense cosine and rank, BM25 score and rank):")
     for p in explanation.passages:
         print(f"  {p.rank + 1}. {_snippet(p.source)} chars {p.start}-{p.end} [{p.lang}]: fused {p.score:.4f}, "
-              f"dense {p.dense_score:.3f} (#{p.dense_rank + 1}), bm25 {p.bm25_score:.2f} (#{p.bm25_rank + 1})")
+              f"dense {p.dense_score:.3f} (#{p.dense_rank + 1}), bm25 {p.bm25_score:.2f} (#{p.bm25_rank + 1})"
+              + ("" if explanation.was_read(p) else "; not read: no span in it could beat the answer"))
     print(f"Candidates (confidence = the answer policy's P(right); threshold {explanation.threshold:.2f}):")
     for c in explanation.candidates:
         features = ", ".join(f"{k} {v:.2f}" for k, v in c.features.items())

@@ -139,7 +139,8 @@ def format_explanation(explanation: dict) -> str:
     passages = "".join(
         f"<li>{p['rank'] + 1}. <code>{escape_text(p['source'])}</code> [{escape_text(p['lang'])}]: fused "
         f"{p['fused_score']:.4f}, dense {p['dense_score']:.3f} (#{p['dense_rank'] + 1}), BM25 {p['bm25_score']:.2f} "
-        f"(#{p['bm25_rank'] + 1})</li>" for p in explanation["passages"])
+        f"(#{p['bm25_rank'] + 1}){'' if p['read'] else '; not read: no span in it could beat the answer'}</li>"
+        for p in explanation["passages"])
     candidates = "".join(
         f"<li>{c['confidence']:.0%} <strong>{escape_text(c['text'])}</strong> (passage {c['passage_rank'] + 1}; "
         + ", ".join(f"{escape_text(k)} {v:.2f}" for k, v in c["features"].items()) + ")</li>"

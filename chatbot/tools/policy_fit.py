@@ -155,7 +155,7 @@ def calibration(picks: list[dict], threshold: float) -> dict:
 
 def _candidates_digest(reader_dir: Path, settings: Settings) -> str:
     """What the cached candidates depend on: the reader's weights and what of each passage it reads."""
-    h = hashlib.sha256(f"windows:{settings.read_sentences}:{settings.window_context}".encode())
+    h = hashlib.sha256(f"windows:{settings.read_sentences}:{settings.window_context}:top{settings.reader_top_k}".encode())
     for name in ("model_int8.onnx", "model.onnx", "model.safetensors"):
         f = Path(reader_dir) / name
         if f.is_file():
@@ -218,7 +218,7 @@ def collect_candidates(cfg: FitConfig, cache: Path) -> list[dict]:
 
     prior = AnswerPolicy(weights={"log_reader_probability": 1.0}, bias=0.0, mean={"log_reader_probability": 0.0},
                          scale={"log_reader_probability": 1.0}, threshold=0.0)  # unused: read() does not judge
-    settings = Settings.from_env().with_(reader=str(cfg.reader))
+    settings = Settings.from_env().with_(reader=str(cfg.reader), read_every_passage=True)
     reader = Reader(cfg.reader, precision=settings.reader_precision, runtime=settings.reader_runtime,
                     threads=settings.threads)
     rows = []
