@@ -4,7 +4,8 @@
 (rebuilding it when a file, the embedder or the chunking changed); models load
 lazily, once. ``Chatbot.ask`` takes five steps: prepare the question (follow-ups
 resolved), retrieve ``k`` passages, read them with the one reader (whole, or windows
-around their sentences closest to the question), rank the candidates by the answer
+around their sentences closest to the question; those that cannot change the answer are
+left unread), rank the candidates by the answer
 policy's probability that they are right and decide (abstain under its threshold),
 build the answer with its citations.
 ``Retriever`` is the retrieval half alone (``load`` and ``search``), for programs
@@ -163,7 +164,7 @@ class Chatbot(Retriever):
     """Question answering over one indexed corpus; thread-safe once loaded.
 
     ``Chatbot.load(index_dir, corpus_dir)`` and ``search`` are those of :class:`Retriever`.
-    One reader reads every retrieved passage, whatever its language; one answer policy
+    One reader reads the retrieved passages, whatever their language; one answer policy
     (:mod:`chatbot.qa.policy`, beside the reader's weights) judges the candidates.
     """
 
