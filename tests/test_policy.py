@@ -8,6 +8,8 @@ import pytest
 
 from chatbot.config import SHIPPED_READER_DIR
 from chatbot.errors import ModelLoadError
+from chatbot.models.reader import whole_words
+from chatbot.qa.chatbot import balanced
 from chatbot.qa.policy import (FEATURES, POLICY_FILE, AnswerPolicy, candidate_features, expected_answer_type,
                                feature_ranges, fits_type, passage_features)
 from chatbot.tools.policy_fit import calibration, chosen, fit_logistic, out_of_fold, policy_from, threshold_for
@@ -47,7 +49,8 @@ def test_judge_ranks_by_probability_and_the_threshold_decides():
 def test_features_of_candidates():
     first, second = _candidate("Sam Altman", 0.6, rank=0), _candidate("OpenAI", 0.2, rank=2, lang="ru")
     for c, close in ((first, 0.9), (second, 0.7)):
-        candidate_features([c], [close], "Who is the CEO of OpenAI?", passage_features(c.passage, "en", best_closeness=0.95))
+        candidate_features([c], [close], "Who is the CEO of OpenAI?", passage_features(c.passage, "Who is the CEO of OpenAI?", "en",
+                                                                                              best_closeness=0.95))
     assert set(first.features) == set(FEATURES)
     assert first.features["log_reader_probability"] == pytest.approx(math.log(0.6))
     assert second.features["passage_rank"] == pytest.approx(math.log(3))
@@ -61,24 +64,34 @@ def test_features_of_candidates():
 def test_no_candidate_of_a_passage_is_judged_likelier_than_the_passages_bound():
     """What lets Chatbot.read leave a passage unread: the bound, known before reading, holds for every span."""
     rng = np.random.default_rng(0)
-    words = ["In", "2023", "Sam", "Altman", "said", "the", "CEO", "of", "OpenAI", "paid", "$6", "billion", "."]
+    words = ["In", "2023", "Sam", "Altman", "said", "the", "CEO", "of", "OpenAI", "paid", "$6", "billion", ".", "(",
+             ")", "ceo_pay", "it", "six", "so,"]
     for _ in range(200):
         weights = {name: float(rng.normal(0, 2)) for name in FEATURES}
         policy = AnswerPolicy(weights=weights, bias=float(rng.normal()), mean={n: float(rng.normal()) for n in FEATURES},
                               scale={n: float(rng.uniform(0.1, 2)) for n in FEATURES}, threshold=0.5)
-        text = " ".join(rng.choice(words, size=12))
+        text = " ".join(rng.choice(words, size=int(rng.integers(1, 16))))
         passage = RetrievedPassage(text=text, source="a.txt", title="t", start=0, end=len(text), rank=int(rng.integers(5)),
                                    lang=str(rng.choice(["en", "ru"])), dense_score=float(rng.uniform()),
                                    dense_rank=int(rng.integers(5)), bm25_rank=int(rng.integers(5)))
         closest, best = sorted(rng.uniform(-1, 1, size=2))
-        shared = passage_features(passage, "en", best_closeness=best)
+        question = str(rng.choice(["Who paid?", "How much did Altman pay?", "When did the CEO say so?", "What is it?"]))
+        shared = passage_features(passage, question, "en", best_closeness=best)
         bound = policy.bound(feature_ranges(shared, closest))
-        a = int(rng.integers(len(text) - 1))
-        c = Candidate(text=text[a : a + int(rng.integers(1, 20))].strip() or text[a], start=a, end=a + 1, passage=passage,
-                      reader_probability=float(rng.uniform(1e-6, 1)))
-        candidate_features([c], [float(rng.uniform(-1, closest))], str(rng.choice(["Who paid?", "How much?", "When?"])),
-                           shared)
-        assert policy.probability(c.features) <= bound + 1e-12
+        for _ in range(5):  # whole-word spans, as the reader gives them
+            a, e = whole_words(text, *sorted(int(i) for i in rng.integers(0, len(text), size=2)))
+            if text[a:e].strip():
+                a, e = balanced(text, a, e)
+                c = Candidate(text=text[a:e], start=a, end=e, passage=passage, reader_probability=float(rng.uniform(1e-6, 1)))
+                candidate_features([c], [float(rng.uniform(-1, closest))], question, shared)
+                assert policy.probability(c.features) <= bound + 1e-12
+    # What the passage holds bounds the span's features: none of the question's words, no number for "how much".
+    passage = RetrievedPassage(text="Sam Altman said so.", source="a.txt", title="t", start=0, end=19, lang="en")
+    shared = passage_features(passage, "How much did OpenAI pay?", "en", best_closeness=0.5)
+    assert feature_ranges(shared, 0.5)["question_words_near"] == (0.0, 0.0)  # pay, openai: not in it ("much": a stop word)
+    assert feature_ranges(shared, 0.5)["type_fit"] == (0.0, 0.0)
+    shared = passage_features(passage, "Who said so?", "en", best_closeness=0.5)
+    assert feature_ranges(shared, 0.5)["type_fit"] == (0.0, 1.0) and feature_ranges(shared, 0.5)["question_words_near"][1] > 0
     # A feature whose weight pushes it to an unbounded end (a higher probability for a less likely span): no bound.
     assert _policy(log_reader_probability=-1.0).bound(feature_ranges(shared, 0.5)) == 1.0
     # The bound is reached by a span at the ends of the ranges.
@@ -92,7 +105,8 @@ def test_question_words_near_favours_the_span_beside_what_the_question_names():
     passage = RetrievedPassage(text=text, source="a.txt", title="t", start=0, end=len(text), lang="en", rank=0)
     designer, painter = (Candidate(text=span, start=text.index(span), end=text.index(span) + len(span),
                                    passage=passage, reader_probability=0.5) for span in ("Tomas Brekke", "Anna Holm"))
-    candidate_features([designer, painter], [0.9, 0.9], "Who designed the library?", passage_features(passage, "en", 0.9))
+    candidate_features([designer, painter], [0.9, 0.9], "Who designed the library?",
+                       passage_features(passage, "Who designed the library?", "en", 0.9))
     assert designer.features["question_words_near"] == 1.0  # design, librari: both within 3 words
     assert painter.features["question_words_near"] == 0.0
     russian = RetrievedPassage(text="Билет для школьников стоит 100 рублей, для взрослых 300 рублей.", source="b.txt",
@@ -100,7 +114,7 @@ def test_question_words_near_favours_the_span_beside_what_the_question_names():
     pupils, adults = (Candidate(text=span, start=russian.text.index(span), end=russian.text.index(span) + len(span),
                                 passage=russian, reader_probability=0.5) for span in ("100 рублей", "300 рублей"))
     candidate_features([pupils, adults], [0.9, 0.9], "Сколько стоит билет для школьников?",
-                       passage_features(russian, "ru", 0.9))
+                       passage_features(russian, "Сколько стоит билет для школьников?", "ru", 0.9))
     assert pupils.features["question_words_near"] > adults.features["question_words_near"]
 
 

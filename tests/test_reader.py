@@ -14,6 +14,7 @@ from chatbot.models.reader import (
     Reader,
     ReaderSettings,
     _window_spans,
+    whole_words,
     window_stride,
 )
 from chatbot.models.tokenization import WordPieces
@@ -116,6 +117,14 @@ def test_window_spans_respect_context_and_length_limits():
     assert spans and {(a, e) for a, e, _ in spans} <= at_most_two_tokens
     assert max(spans, key=lambda s: s[2])[:2] == (0, 9)  # best allowed span: tokens 4..5
     assert sum(p for *_, p in spans) <= 1.0
+
+
+def test_spans_are_widened_to_whole_words():
+    text = "xAI raised 12 миллиардов; ceo_pay rose."
+    cut = text.index("миллиард") + len("миллиард")
+    assert text[slice(*whole_words(text, text.index("12"), cut))] == "12 миллиардов"
+    assert text[slice(*whole_words(text, text.index("pay"), text.index("pay") + 3))] == "ceo_pay"  # "_" is a word's
+    assert whole_words(text, 0, 3) == (0, 3) and whole_words(text, 4, 10) == (4, 10)  # whole already
 
 
 def test_empty_inputs_give_no_spans(tiny_model_dir):

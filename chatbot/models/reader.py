@@ -169,12 +169,17 @@ def _window_spans(start_logits, end_logits, sequence_ids, offsets, s: ReaderSett
 
 def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
     """``[start, end)`` widened to the words it cuts: a span that ends inside a word (a sub-word piece
-    boundary: "12 миллиард|ов") takes the whole word."""
-    while 0 < start < len(text) and text[start - 1].isalnum() and text[start].isalnum():
+    boundary: "12 миллиард|ов") takes the whole word. A word is a run of ``\\w`` (letters, digits, "_"), so
+    the words either side of a span are whole words of the text (the answer policy bounds a passage by them)."""
+    while 0 < start < len(text) and _is_word(text[start - 1]) and _is_word(text[start]):
         start -= 1
-    while 0 < end < len(text) and text[end].isalnum() and text[end - 1].isalnum():
+    while 0 < end < len(text) and _is_word(text[end]) and _is_word(text[end - 1]):
         end += 1
     return start, end
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 def _masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -235,7 +235,7 @@ class Chatbot(Retriever):
         runners-up can be missing (``read_every_passage`` reads them all)."""
         sentences = self.sentences(question, passages)
         best_closeness = max((s.closeness for of_passage in sentences for s in of_passage), default=0.0)
-        shared = [passage_features(p, question.language, best_closeness) for p in passages]
+        shared = [passage_features(p, question.searched_for, question.language, best_closeness) for p in passages]
         bounds = [self.policy.bound(feature_ranges(f, max(s.closeness for s in of_passage)))
                   for f, of_passage in zip(shared, sentences)]
         windows = self.windows(passages, sentences)

@@ -36,14 +36,9 @@ FEATURES = (
     "type_fit",  # 1 when it looks like what the question asks for (an amount, a date, a name) or nothing is asked
     "question_words_near",  # share of the question's terms among the NEAR_WORDS words either side of it
 )
-# Every feature but those of the span itself is known before its passage is read; the span's lie in these ranges.
-# That is what lets ``Chatbot.read`` skip a passage none of whose spans could beat the answer found
-# (:meth:`AnswerPolicy.bound`): no feature compares a candidate with the other candidates.
-SPAN_FEATURE_RANGES = {
-    "log_reader_probability": (-math.inf, 0.0),
-    "type_fit": (0.0, 1.0),
-    "question_words_near": (0.0, 1.0),
-}
+# Every feature but those of the span itself is known before its passage is read, and those lie in ranges the passage
+# sets (:func:`feature_ranges`). That is what lets ``Chatbot.read`` skip a passage none of whose spans could beat the
+# answer found (:meth:`AnswerPolicy.bound`): no feature compares a candidate with the other candidates.
 
 # How many words either side of a candidate ``question_words_near`` looks at: 3, of 3, 6 and 12 compared out of fold
 # on the policy's fitting questions (evals/README.md, "What the answer policy could gain").
@@ -152,6 +147,15 @@ def fits_type(expected: str | None, span_text: str) -> bool:
 _WORD = re.compile(r"\w+")
 
 
+def could_fit_type(expected: str | None, text: str) -> bool:
+    """Whether some whole-word span of ``text`` could fit the expected type (:func:`fits_type`): an amount or a
+    date needs a match of its pattern in the text (the patterns' word boundaries are those of the text at a
+    whole-word span's ends); a name, a capital letter anywhere."""
+    if expected == "name":
+        return bool(re.search(r"[A-ZА-ЯЁ]", text))
+    return fits_type(expected, text)
+
+
 def question_words_near(question_terms: set[str], candidate: Candidate) -> float:
     """The share of ``question_terms`` (BM25 terms: stemmed, stop words dropped) among the :data:`NEAR_WORDS`
     words either side of the candidate in its passage: a span beside what the question names ("Tomas Brekke designed
@@ -162,25 +166,34 @@ def question_words_near(question_terms: set[str], candidate: Candidate) -> float
     return len(question_terms & set(tokenize(" ".join(near)))) / max(1, len(question_terms))
 
 
-def passage_features(passage: RetrievedPassage, language: str, best_closeness: float) -> dict[str, float]:
+def passage_features(passage: RetrievedPassage, question: str, language: str, best_closeness: float) -> dict[str, float]:
     """The features every candidate of ``passage`` shares (``best_closeness``: the cosine of the retrieved
-    passages' sentence closest to the question)."""
+    passages' sentence closest to the question), and what bounds the others before it is read: the share of the
+    question's terms anywhere in it (``question_words_near`` can be no higher: the words beside a span are whole
+    words of the passage, ``whole_words``) and whether any span of it could fit the expected answer type."""
+    question_terms = set(tokenize(question))
     return {
         "passage_rank": math.log1p(passage.rank),
         "best_retriever_rank": math.log1p(min(passage.dense_rank, passage.bm25_rank)),
         "dense_score": passage.dense_score,
         "same_language": float(passage.lang == language),
         "best_closeness": best_closeness,
+        "question_words_in_passage": len(question_terms & set(tokenize(passage.text))) / max(1, len(question_terms)),
+        "type_fit_possible": float(could_fit_type(expected_answer_type(question), passage.text)),
     }
 
 
 def feature_ranges(shared: dict[str, float], closest: float) -> dict[str, tuple[float, float]]:
     """Where the features of any candidate of a passage lie before it is read: ``shared`` as
     :func:`passage_features` gives them, ``closest`` the cosine of its sentence closest to the question."""
-    ranges = {name: (value, value) for name, value in shared.items()}
+    ranges = {name: (shared[name], shared[name])
+              for name in ("passage_rank", "best_retriever_rank", "dense_score", "same_language")}
     ranges["closeness"] = (-1.0, closest)
     ranges["closeness_gap"] = (-1.0 - shared["best_closeness"], closest - shared["best_closeness"])
-    return {**ranges, **SPAN_FEATURE_RANGES}
+    ranges["log_reader_probability"] = (-math.inf, 0.0)
+    ranges["type_fit"] = (0.0, shared["type_fit_possible"])
+    ranges["question_words_near"] = (0.0, shared["question_words_in_passage"])
+    return ranges
 
 
 def candidate_features(candidates: list[Candidate], closeness: list[float], question: str,
