@@ -160,3 +160,20 @@ def test_the_installed_chatbot_command_runs(tmp_path):
     assert command, "pip install -e . writes a `chatbot` command beside the interpreter"
     done = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0 and "ask" in done.stdout and "serve-api" in done.stdout, done.stderr
+
+
+def test_ask_explain_prints_the_passages_candidates_and_which_passages_were_not_read(capsys):
+    from chatbot.serve.cli import _print_explanation
+    from chatbot.types import Candidate, Explanation, RetrievedPassage
+
+    read, unread = (RetrievedPassage(text=t, source=f"{i}.txt", title="T", start=0, end=len(t), rank=i)
+                    for i, t in enumerate(("Grok runs on X.", "Nothing here.")))
+    candidate = Candidate(text="X", start=13, end=14, passage=read, reader_probability=0.6,
+                          features={"closeness": 0.8}, confidence=0.7)
+    _print_explanation(Explanation(searched_for="Where does Grok run?", language="en", passages=[read, unread],
+                                   candidates=[candidate], threshold=0.36, decision="answered 'X'"))
+    out = capsys.readouterr().out.splitlines()
+    passage_lines = [line for line in out if line.startswith(("  1. ", "  2. "))]
+    assert "not read" not in passage_lines[0] and "not read: no span in it could beat the answer" in passage_lines[1]
+    assert any("0.700  'X' from passage 1: closeness 0.80" in line for line in out)
+    assert out[1] == "Why: answered 'X'"

@@ -19,6 +19,7 @@ from chatbot.serve.web import (
     check_question,
     escape_text,
     format_answer,
+    format_explanation,
     highlight,
 )
 
@@ -95,6 +96,16 @@ def test_format_answer_shows_answer_confidence_query_article_and_alternatives():
     assert "<mark>X platform</mark>" in out
     assert "Musk’s xAI Joins Microsoft" in out and "000&#95;1a2eb30073d68791&#46;txt" in out
     assert re.search(r"<details><summary>Other candidate answers \(1\)</summary><ul><li>Twitter", out)
+
+
+def test_the_explanation_says_which_passages_were_not_read():
+    read, unread = _candidate("Twitter", 0.4), _candidate("Grok", 0.1, source="001_07add878744182aa.txt")
+    answer = _answer()
+    answer.explanation = Explanation(searched_for="Grok", language="en", passages=[read.passage, unread.passage],
+                                     candidates=[read], threshold=0.3, decision="answered")
+    assert [p["read"] for p in answer.to_dict()["explanation"]["passages"]] == [True, False]
+    items = re.findall(r"<li>.*?</li>", format_explanation(answer.to_dict()["explanation"]))
+    assert "not read" not in items[0] and "not read: no span in it could beat the answer" in items[1]
 
 
 def test_format_answer_escapes_every_document_and_user_string():
