@@ -36,6 +36,8 @@ FEATURES = (
     "type_fit",  # 1 when it looks like what the question asks for (an amount, a date, a name) or nothing is asked
     "question_words_near",  # share of the question's terms among the NEAR_WORDS words either side of it
 )
+# The features a candidate takes from its passage (:func:`passage_features`).
+PASSAGE_FEATURES = ("passage_rank", "best_retriever_rank", "dense_score", "same_language")
 # Every feature but those of the span itself is known before its passage is read, and those lie in ranges the passage
 # sets (:func:`feature_ranges`). That is what lets ``Chatbot.read`` skip a passage none of whose spans could beat the
 # answer found (:meth:`AnswerPolicy.bound`): no feature compares a candidate with the other candidates.
@@ -70,13 +72,8 @@ class AnswerPolicy:
     def bound(self, ranges: dict[str, tuple[float, float]]) -> float:
         """The highest probability a candidate whose features lie in ``ranges`` (``(low, high)`` by name) can
         get: each weighted feature at the end of its range that raises it; 1.0 when that end is infinite."""
-        z = self.bias
-        for name, w in self.weights.items():
-            x = ranges[name][1] if w > 0 else ranges[name][0]
-            if math.isinf(x):
-                return 1.0
-            z += w * (x - self.mean[name]) / self.scale[name]
-        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+        extreme = {name: ranges[name][1] if w > 0 else ranges[name][0] for name, w in self.weights.items()}
+        return 1.0 if any(math.isinf(x) for x in extreme.values()) else self.probability(extreme)
 
     def answers(self, best: Candidate | None) -> bool:
         return best is not None and best.confidence >= self.threshold
@@ -186,8 +183,7 @@ def passage_features(passage: RetrievedPassage, question: str, language: str, be
 def feature_ranges(shared: dict[str, float], closest: float) -> dict[str, tuple[float, float]]:
     """Where the features of any candidate of a passage lie before it is read: ``shared`` as
     :func:`passage_features` gives them, ``closest`` the cosine of its sentence closest to the question."""
-    ranges = {name: (shared[name], shared[name])
-              for name in ("passage_rank", "best_retriever_rank", "dense_score", "same_language")}
+    ranges = {name: (shared[name], shared[name]) for name in PASSAGE_FEATURES}
     ranges["closeness"] = (-1.0, closest)
     ranges["closeness_gap"] = (-1.0 - shared["best_closeness"], closest - shared["best_closeness"])
     ranges["log_reader_probability"] = (-math.inf, 0.0)
@@ -204,7 +200,7 @@ def candidate_features(candidates: list[Candidate], closeness: list[float], ques
     expected = expected_answer_type(question)
     for c, close in zip(candidates, closeness):
         c.features = {
-            **{name: shared[name] for name in ("passage_rank", "best_retriever_rank", "dense_score", "same_language")},
+            **{name: shared[name] for name in PASSAGE_FEATURES},
             "log_reader_probability": math.log(max(c.reader_probability, 1e-9)),
             "closeness": close,
             "closeness_gap": close - shared["best_closeness"],

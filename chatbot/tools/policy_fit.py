@@ -217,7 +217,7 @@ def collect_candidates(cfg: FitConfig, cache: Path) -> list[dict]:
     from ..models.reader import Reader
 
     prior = AnswerPolicy(weights={"log_reader_probability": 1.0}, bias=0.0, mean={"log_reader_probability": 0.0},
-                         scale={"log_reader_probability": 1.0}, threshold=0.0)  # unused: read() does not judge
+                         scale={"log_reader_probability": 1.0}, threshold=0.0)  # orders nothing that matters: every passage is read
     settings = Settings.from_env().with_(reader=str(cfg.reader), read_every_passage=True)
     reader = Reader(cfg.reader, precision=settings.reader_precision, runtime=settings.reader_runtime,
                     threads=settings.threads)
