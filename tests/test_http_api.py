@@ -79,7 +79,8 @@ def test_unusable_question_is_400_with_a_message(client, path, body):
     ("/search", {"query": "Grok", "k": "5"}), ("/search", {"query": "Grok", "k": 2.5}),
     ("/search", {}), ("/search", {"query": 42}), ("/search", {"query": "Grok", "kk": 3}), ("/search", [1]),
     ("/ask", {"question": QUESTION, "history": "not a list"}), ("/ask", {"question": QUESTION, "k": 0}),
-    ("/ask", {"question": QUESTION, "history": ["q"] * 21}),
+    ("/ask", {"question": QUESTION, "history": ["q"] * 21}), ("/ask", {"question": QUESTION, "explain": 0}),
+    ("/ask", {"question": QUESTION, "explain": "yes"}),
 ])
 def test_malformed_body_is_422_with_messages(client, path, body):
     response = client.post(path, json=body)

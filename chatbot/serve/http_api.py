@@ -94,7 +94,7 @@ class AskRequest(BaseModel):
         default_factory=list, max_length=MAX_HISTORY,
         description="Earlier questions of the conversation, oldest first (for follow-ups).")
     k: PassageCount | None = Field(None, description="Passages retrieved and read (default: the server's setting, 5).")
-    explain: bool = Field(False, description="Also return why: the passages and their ranks, the candidates with "
+    explain: bool = Field(False, strict=True, description="Also return why: the passages and their ranks, the candidates with "
                                              "their features and confidence, the threshold and the decision.")
 
 
